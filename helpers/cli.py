@@ -19,7 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("helpers.services.commands", "start the local services (AWS on moto, CircleCI)"),
     "status": ("helpers.services.commands", "show whether the local services are running"),
     "down": ("helpers.services.commands", "stop the local services"),
-    "link": ("helpers.localci.server_commands", "link a CircleCI project slug to a local git repository"),
+    "link": (
+        "helpers.localci.server_commands",
+        "link a CircleCI project slug to a local git repository",
+    ),
     "ci": ("helpers.localci.commands", "run a config.yml locally (rollback-lab ci run)"),
     "trigger": ("helpers.circleci.commands", "trigger a pipeline through CircleCI's API"),
     "events": ("helpers.stack_events.commands", "fetch and chart a stack's CloudFormation events"),

@@ -12,6 +12,12 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanit
 .PHONY: setup demo test lint format bench clean
 
 setup: $(STAMP)
+	@# Notebook outputs stay out of commits: register nbstripout's git filter once per clone
+	@# (.gitattributes names it). Not required, so git still works if .venv is removed.
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && \
+	  ! git config filter.nbstripout.clean >/dev/null 2>&1; then \
+	  $(BIN)/nbstripout --install --attributes .gitattributes && \
+	  git config filter.nbstripout.required false; fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +38,7 @@ format: setup
 	$(BIN)/ruff format .
 
 test: lint
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs tests $(PYTEST_ARGS)
 	$(BIN)/python -m pytest $(NBVAL) notebooks $(PYTEST_ARGS)
 	-$(BIN)/rollback-lab down
 

@@ -1,0 +1,170 @@
+"""``rollback-lab demo``: run the lab's notebooks headless, as a class would with Run All.
+
+Each ``notebooks/[0-9]*.ipynb`` runs in order with papermill on a kernel of this very Python
+environment (never whatever ``python3`` kernel a machine happens to have registered), and lands
+in the out folder twice: the executed notebook and an HTML page of it. The first failing cell
+stops the run and is named (notebook, cell, error), so the exit status tells CI what broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from helpers.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+CELL_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """What happened to one notebook."""
+
+    source: Path
+    executed: Path
+    html: Path
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def find_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The lab's numbered notebooks, in the order a student opens them."""
+    if not folder.is_dir():
+        raise InputError("notebooks folder not found", file=folder)
+    return sorted(folder.glob("[0-9]*.ipynb"))
+
+
+def _kernel_manager_class() -> type:
+    # papermill hands this to nbclient; the kernel spec is built from this interpreter, like
+    # nbval's --nbval-current-env, so a stray user-level "python3" kernel is never picked.
+    import ipykernel.kernelspec
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class CurrentEnvKernelSpecs(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> Any:
+            return self.kernel_spec_class(
+                resource_dir=ipykernel.kernelspec.RESOURCES,
+                **ipykernel.kernelspec.get_kernel_dict(),
+            )
+
+    class CurrentEnvKernelManager(AsyncKernelManager):
+        @default("kernel_spec_manager")
+        def _kernel_spec_manager_default(self) -> KernelSpecManager:
+            return CurrentEnvKernelSpecs(data_dir=self.data_dir)
+
+    return CurrentEnvKernelManager
+
+
+def run_notebook(source: Path, out: Path, parameters: Mapping[str, Any]) -> NotebookRun:
+    """Execute one notebook into ``out`` and export it as HTML, even when a cell fails."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    executed = out / source.name
+    html = executed.with_suffix(".html")
+    started = time.monotonic()
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=dict(parameters),
+            kernel_name="python3",
+            kernel_manager_class=_kernel_manager_class(),
+            cwd=str(source.parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=CELL_TIMEOUT_SECONDS,
+        )
+    except PapermillExecutionError as exc:
+        first_line = (exc.source or "").strip().splitlines()[0] if exc.source else ""
+        error = (
+            f"cell {exc.cell_index} of the executed copy (In [{exc.exec_count}]: "
+            f"{first_line[:60]!r}) raised {exc.ename}: {exc.evalue}"
+        )
+    seconds = time.monotonic() - started
+    if executed.exists():
+        export_html(executed, html)
+    return NotebookRun(source, executed, html, seconds, error)
+
+
+def export_html(notebook: Path, html: Path) -> Path:
+    """An HTML page of an executed notebook, readable without Jupyter."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def run_all(
+    notebooks: Sequence[Path], out: Path, parameters: Mapping[str, Any]
+) -> list[NotebookRun]:
+    """Run notebooks in order, stopping at the first failure (later ones build on it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for source in notebooks:
+        result = run_notebook(source, out, parameters)
+        runs.append(result)
+        print(_summary_line(result), flush=True)
+        if not result.ok:
+            break
+    return runs
+
+
+def _summary_line(result: NotebookRun) -> str:
+    status = "ok    " if result.ok else "FAILED"
+    line = f"{status} {result.source.name} ({result.seconds:.1f} s)"
+    line += f" -> {result.executed}, {result.html}"
+    return line if result.ok else f"{line}\n       {result.error}"
+
+
+def configure_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/demo"), help="folder for executed notebooks"
+    )
+    parser.add_argument(
+        "--notebooks", type=Path, default=NOTEBOOKS, help="folder of numbered notebooks"
+    )
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="lab workspace repository the notebooks write to (default: <out>/workspace)",
+    )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    notebooks = find_notebooks(Path(args.notebooks))
+    if not notebooks:
+        print(f"rollback-lab demo: no numbered notebooks in {args.notebooks}", file=sys.stderr)
+        return 1
+    workspace = Path(args.workspace) if args.workspace else out / "workspace"
+    parameters = {"WORKSPACE": str(workspace.resolve())}
+    runs = run_all(notebooks, out, parameters)
+    failed = [run for run in runs if not run.ok]
+    if failed:
+        skipped = notebooks[len(runs) :]
+        print(
+            f"rollback-lab demo: {failed[0].source} failed: {failed[0].error}"
+            + (f" ({len(skipped)} later notebook(s) not run)" if skipped else ""),
+            file=sys.stderr,
+        )
+        return 1
+    print(f"rollback-lab demo: {len(runs)} notebook(s) ran; open {out}/*.html")
+    return 0

@@ -1,0 +1,984 @@
+"""CloudFormation as the lab teaches it, on top of moto 5.2.5 (the one place moto is extended).
+
+moto answers CloudFormation's API but records only stack-level events, never rolls back (a
+failing resource leaves the stack in REVIEW_IN_PROGRESS and the next ``deploy`` makes a second
+stack of the same name), does not page DescribeStackEvents and leaves DeletionTime empty. The
+lab's chart and lessons need what AWS does, so :func:`install` replaces a handful of moto's
+methods (never its files):
+
+- resources are created one by one in dependency order (Ref, Fn::GetAtt, Fn::Sub, DependsOn),
+  each with CREATE_IN_PROGRESS → CREATE_IN_PROGRESS "Resource creation Initiated" →
+  CREATE_COMPLETE events, and deleted in the reverse order with DELETE_* events;
+- a resource that fails gets CREATE_FAILED with AWS's reason, the stack goes
+  ROLLBACK_IN_PROGRESS, what was created is deleted, and the stack ends ROLLBACK_COMPLETE —
+  which, as on AWS, cannot be updated until it is deleted;
+- a change set for a new stack reuses a stack left in REVIEW_IN_PROGRESS (never two live stacks
+  with one name); a template AWS would reject is rejected with AWS's ValidationError text;
+- DescribeStackEvents pages, newest first, with NextToken (100 events a page: what AWS
+  returns in practice; its docs only promise pages of at most 1 MB);
+- deleted stacks get a DeletionTime.
+
+Event times come from one clock that never repeats a value, and each resource takes a short
+real pause (``ROLLBACK_LAB_CFN_STEP_SECONDS``, default 0.2 s) so a chart shows bars with
+lengths, not a pile of identical instants. All work still ends before ExecuteChangeSet or
+DeleteStack returns: the aws CLI's deploy waiter polls first at once and then only every 30 s,
+so a backend that finished in time lets ``deploy`` return at once.
+
+:func:`check_moto_internals` fails loudly (``MotoIncompatible``) when the pinned moto version or
+any internal this module relies on changes; :func:`install` calls it first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from typing import Any
+
+SUPPORTED_MOTO_VERSION = "5.2.5"
+STEP_SECONDS_ENV = "ROLLBACK_LAB_CFN_STEP_SECONDS"
+DEFAULT_STEP_SECONDS = 0.2
+EVENTS_PAGE_SIZE = 100
+# How much longer than the base step a resource type takes (an instance boots, a group does not).
+TYPE_WEIGHTS = {"AWS::EC2::Instance": 2.0}
+# AWS's service names in a legacy resource handler's failure reason.
+SERVICE_NAMES = {
+    "AWS::EC2::": "AmazonEC2",
+    "AWS::S3::": "Amazon S3",
+    "AWS::IAM::": "AmazonIdentityManagement",
+    "AWS::SSM::": "AWSSimpleSystemsManagement",
+}
+TOP_LEVEL_KEYS = {
+    "AWSTemplateFormatVersion",
+    "Description",
+    "Metadata",
+    "Parameters",
+    "Rules",
+    "Mappings",
+    "Conditions",
+    "Transform",
+    "Resources",
+    "Outputs",
+}
+PSEUDO_PARAMETERS = {
+    "AWS::AccountId",
+    "AWS::NotificationARNs",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+}
+UPDATABLE_STATUSES = {
+    "CREATE_COMPLETE",
+    "UPDATE_COMPLETE",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "IMPORT_COMPLETE",
+    "IMPORT_ROLLBACK_COMPLETE",
+}
+LAB_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64"
+AMI_HINT = (
+    " [rollback-lab: this local AWS knows only the AMIs bundled with moto, not every AMI of the"
+    " real AWS. Take the image id from the SSM public parameter, as AWS recommends: declare"
+    " `Parameters: LatestAmiId: {Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>',"
+    f" Default: '{LAB_AMI_PARAMETER}'}}` and use `ImageId: !Ref LatestAmiId`, or look one up"
+    f" with `aws ssm get-parameter --name {LAB_AMI_PARAMETER} --query Parameter.Value`.]"
+)
+
+
+class MotoIncompatible(RuntimeError):
+    """The installed moto is not the one this extension was written and tested against."""
+
+
+# --- guard ---------------------------------------------------------------------------------
+
+REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
+    "moto.cloudformation.models:Stack": (
+        "_add_stack_event",
+        "create_resources",
+        "delete",
+        "_parse_template",
+        "_create_resource_map",
+        "_create_output_map",
+    ),
+    "moto.cloudformation.models:CloudFormationBackend": (
+        "create_stack",
+        "create_change_set",
+        "execute_change_set",
+        "delete_stack",
+        "update_stack",
+        "describe_stack_events",
+    ),
+    "moto.cloudformation.models:ChangeSet": ("apply", "diff", "_parse_template"),
+    "moto.cloudformation.models:Event": ("sendToSns",),
+    "moto.cloudformation.parsing:ResourceMap": (
+        "__getitem__",
+        "load",
+        "build_resource_diff",
+        "_delete_resource",
+    ),
+    "moto.cloudformation.responses:CloudFormationResponse": (
+        "describe_stack_events",
+        "_get_param",
+        "_validate_different_update",
+    ),
+    "moto.cloudformation.parsing:": ("get_model_map",),
+    "moto.ec2.exceptions:InvalidKeyPairNameError": ("__init__",),
+    "moto.ec2.models.core:TaggedEC2Resource": (),
+}
+
+
+def _resolve(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    module = __import__(module_name, fromlist=["_"])
+    return getattr(module, attr) if attr else module
+
+
+def check_moto_internals() -> None:
+    """Raise :class:`MotoIncompatible` naming what changed, or return quietly."""
+    problems = []
+    try:
+        installed = metadata.version("moto")
+    except metadata.PackageNotFoundError:
+        installed = "not installed"
+    if installed != SUPPORTED_MOTO_VERSION:
+        problems.append(
+            f"moto {installed} is installed, this extension targets moto {SUPPORTED_MOTO_VERSION}"
+        )
+    for path, names in REQUIRED_INTERNALS.items():
+        try:
+            owner = _resolve(path)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{path} is missing ({exc})")
+            continue
+        problems.extend(f"{path}.{name} is missing" for name in names if not hasattr(owner, name))
+    from moto.cloudformation.models import Event
+
+    probe = Event("s", "n", "l", "p", "t", "CREATE_COMPLETE", None, None)
+    problems.extend(
+        f"moto.cloudformation.models:Event no longer sets {name}"
+        for name in ("timestamp", "event_id", "resource_status")
+        if not hasattr(probe, name)
+    )
+    if problems:
+        raise MotoIncompatible(
+            "helpers/services/cfn_fidelity.py cannot extend this moto: "
+            + "; ".join(problems)
+            + ". Pin moto back or update the extension (and its tests)."
+        )
+
+
+# --- the event clock -------------------------------------------------------------------------
+
+
+class EventClock:
+    """UTC now, but never the same instant twice and never backwards (1 ms apart at least)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dt.datetime | None = None
+
+    def now(self) -> dt.datetime:
+        from moto.core.utils import utcnow
+
+        with self._lock:
+            moment = utcnow()
+            if self._last is not None and moment < self._last + dt.timedelta(milliseconds=1):
+                moment = self._last + dt.timedelta(milliseconds=1)
+            self._last = moment
+            return moment
+
+
+CLOCK = EventClock()
+# CloudFormation works on one stack operation at a time here; reads never wait for it.
+_OPERATIONS = threading.RLock()
+_installed = False
+
+
+def _step_seconds(resource_type: str) -> float:
+    try:
+        base = float(os.environ.get(STEP_SECONDS_ENV, DEFAULT_STEP_SECONDS))
+    except ValueError:
+        base = DEFAULT_STEP_SECONDS
+    return max(base, 0.0) * TYPE_WEIGHTS.get(resource_type, 1.0)
+
+
+def _pause(resource_type: str, fraction: float = 1.0) -> None:
+    seconds = _step_seconds(resource_type) * fraction
+    if seconds:
+        time.sleep(seconds)
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def emit(
+    stack: Any,
+    status: str,
+    reason: str | None = None,
+    *,
+    logical_id: str | None = None,
+    physical_id: str | None = None,
+    resource_type: str | None = None,
+) -> Any:
+    """Record one event (stack-level when ``logical_id`` is None) with a clock timestamp."""
+    from moto.cloudformation.models import Event
+
+    resource_event = logical_id is not None
+    event = Event(
+        stack_id=stack.stack_id,
+        stack_name=stack.name,
+        logical_resource_id=logical_id if resource_event else stack.name,
+        physical_resource_id=(physical_id or "") if resource_event else stack.stack_id,
+        resource_type=resource_type if resource_event else "AWS::CloudFormation::Stack",
+        resource_status=status,
+        resource_status_reason=reason,
+        resource_properties=None,
+    )
+    event.timestamp = CLOCK.now()
+    event.sendToSns(stack.account_id, stack.region_name, stack.notification_arns)
+    stack.events.append(event)
+    return event
+
+
+def _stack_event(
+    self: Any,
+    resource_status: str,
+    resource_status_reason: str | None = None,
+    resource_properties: str | None = None,
+) -> None:
+    """Replaces ``Stack._add_stack_event`` so moto's own stack events use the clock too."""
+    emit(self, resource_status, resource_status_reason)
+
+
+def failure_reason(exc: BaseException, resource_type: str) -> str:
+    """The ResourceStatusReason AWS gives a legacy resource handler's failed API call."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    service = next(
+        (name for prefix, name in SERVICE_NAMES.items() if resource_type.startswith(prefix)), None
+    )
+    if code and service and code != "UnspecifiedErrorCode":
+        reason = (
+            f"{message} (Service: {service}; Status Code: 400; Error Code: {code}; "
+            f"Request ID: {uuid.uuid4()}; Proxy: null)"
+        )
+    else:
+        reason = f'Resource handler returned message: "{message}"'
+    if code == "InvalidAMIID.NotFound":
+        reason += AMI_HINT
+    return reason
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+
+def _template_error(message: str) -> Exception:
+    from moto.cloudformation.exceptions import ValidationError
+
+    return ValidationError(message=f"Template format error: {message}")
+
+
+def parse_template_body(body: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Parse as CloudFormation does (YAML with short-form tags, or JSON), AWS's errors."""
+    if isinstance(body, Mapping):
+        return dict(body)
+    import yaml
+    from moto.cloudformation.utils import yaml_tag_constructor
+
+    if not body or not str(body).strip():
+        from moto.cloudformation.exceptions import ValidationError
+
+        raise ValidationError(message="Template body cannot be empty")
+    text = str(body)
+    if text.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _template_error(
+                f"JSON not well-formed. (line {exc.lineno},  column {exc.colno})"
+            ) from None
+    else:
+        yaml.add_multi_constructor("", yaml_tag_constructor)
+        try:
+            parsed = yaml.load(text, Loader=yaml.Loader)  # noqa: S506 (moto's own loader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise _template_error(f"YAML not well-formed.{where}") from None
+    if not isinstance(parsed, dict):
+        raise _template_error("Template is not a JSON object or YAML mapping.")
+    return parsed
+
+
+def references(node: Any) -> set[str]:
+    """Names a template fragment refers to through Ref, Fn::GetAtt and Fn::Sub."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value[0] if isinstance(value, list) and value else value
+                if isinstance(target, str):
+                    found.add(target.split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text, variables = (value[0], value[1]) if isinstance(value, list) else (value, {})
+                local = set(variables) if isinstance(variables, dict) else set()
+                if isinstance(text, str):
+                    for name in re.findall(r"\$\{(?!!)([^}]+)\}", text):
+                        name = name.split(".", 1)[0].strip()
+                        if name not in local:
+                            found.add(name)
+                found |= references(variables)
+            else:
+                found |= references(value)
+    return found
+
+
+def _depends_on(resource: Mapping[str, Any]) -> list[str]:
+    depends = resource.get("DependsOn", [])
+    return [depends] if isinstance(depends, str) else list(depends or [])
+
+
+def dependency_order(resources: Mapping[str, Any]) -> list[str]:
+    """Template order, except that a resource comes after everything it refers to."""
+    names = list(resources)
+    needs = {
+        name: (references(body.get("Properties", {})) | set(_depends_on(body))) & set(names)
+        for name, body in resources.items()
+        if isinstance(body, dict)
+    }
+    ordered: list[str] = []
+    placed: set[str] = set()
+    while len(ordered) < len(names):
+        ready = [n for n in names if n not in placed and needs.get(n, set()) <= placed]
+        if not ready:
+            stuck = sorted(n for n in names if n not in placed)
+            raise _template_error(f"Circular dependency between resources: [{', '.join(stuck)}]")
+        ordered.append(ready[0])
+        placed.add(ready[0])
+    return ordered
+
+
+def _known_resource_type(resource_type: str, region: str) -> bool:
+    from moto.cloudformation.parsing import NULL_MODELS, get_model_map
+
+    if resource_type.startswith("Custom::") or resource_type in NULL_MODELS:
+        return True
+    if resource_type in get_model_map() or resource_type == "AWS::CloudFormation::CustomResource":
+        return True
+    try:  # cfn-lint carries AWS's published resource schemas for every region
+        from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+        PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type)
+        return True
+    except Exception:  # noqa: BLE001 (cfn-lint raises its own not-found types)
+        return False
+
+
+def validate_template(template: Mapping[str, Any], region: str) -> None:
+    """Reject what CloudFormation rejects before creating anything, with its messages."""
+    unknown_keys = sorted(set(template) - TOP_LEVEL_KEYS)
+    if unknown_keys:
+        raise _template_error(
+            f"Invalid template property or properties [{', '.join(unknown_keys)}]"
+        )
+    resources = template.get("Resources")
+    if not resources or not isinstance(resources, dict):
+        raise _template_error("At least one Resources member must be defined.")
+    for name, body in resources.items():
+        if not isinstance(body, dict) or not isinstance(body.get("Type"), str):
+            raise _template_error(
+                f"[/Resources/{name}] Every Resources object must contain a Type member."
+            )
+    unrecognized = sorted(
+        {
+            body["Type"]
+            for body in resources.values()
+            if not _known_resource_type(body["Type"], region)
+        }
+    )
+    if unrecognized:
+        raise _template_error(f"Unrecognized resource types: [{', '.join(unrecognized)}]")
+    declared = set(resources) | set(template.get("Parameters") or {}) | PSEUDO_PARAMETERS
+    unresolved = sorted(
+        {
+            ref
+            for body in resources.values()
+            for ref in references(body.get("Properties", {})) | set(_depends_on(body))
+            if ref not in declared
+        }
+    )
+    if unresolved:
+        raise _template_error(
+            f"Unresolved resource dependencies [{', '.join(unresolved)}] in the Resources block "
+            "of the template"
+        )
+    dependency_order(resources)
+
+
+# --- resources ---------------------------------------------------------------------------
+
+
+def _physical_id(resource: Any, logical_id: str) -> str:
+    value = getattr(resource, "physical_resource_id", None)
+    if value is None and isinstance(resource, str):
+        value = resource
+    return str(value) if value is not None else logical_id
+
+
+class _DeleteFailed(Exception):
+    def __init__(self, logical_id: str) -> None:
+        super().__init__(logical_id)
+        self.logical_id = logical_id
+
+
+def _delete_resource(stack: Any, logical_id: str) -> None:
+    resource_map = stack.resource_map
+    body = resource_map._resource_json_map[logical_id]
+    resource = resource_map._parsed_resources.get(logical_id)
+    resource_type = body["Type"]
+    physical = _physical_id(resource, logical_id)
+    if body.get("DeletionPolicy") == "Retain":
+        emit(
+            stack,
+            "DELETE_SKIPPED",
+            logical_id=logical_id,
+            physical_id=physical,
+            resource_type=resource_type,
+        )
+        resource_map._parsed_resources.pop(logical_id, None)
+        return
+    emit(
+        stack,
+        "DELETE_IN_PROGRESS",
+        logical_id=logical_id,
+        physical_id=physical,
+        resource_type=resource_type,
+    )
+    try:
+        if resource is not None and not isinstance(resource, str):
+            resource_map._delete_resource(resource, body)
+    except Exception as exc:  # noqa: BLE001 (any backend error is a failed delete, as on AWS)
+        emit(
+            stack,
+            "DELETE_FAILED",
+            failure_reason(exc, resource_type),
+            logical_id=logical_id,
+            physical_id=physical,
+            resource_type=resource_type,
+        )
+        raise _DeleteFailed(logical_id) from exc
+    resource_map._parsed_resources.pop(logical_id, None)
+    _pause(resource_type)
+    emit(
+        stack,
+        "DELETE_COMPLETE",
+        logical_id=logical_id,
+        physical_id=physical,
+        resource_type=resource_type,
+    )
+
+
+def _live_resources(stack: Any) -> list[str]:
+    """Resources that exist now, in the order they were (or would have been) created."""
+    resource_map = stack.resource_map
+    declared = resource_map._resource_json_map
+    created = [n for n in getattr(stack, "lab_created", []) if n in declared]
+    others = [n for n in dependency_order(declared) if n not in created] if declared else []
+    return [n for n in created + others if resource_map._parsed_resources.get(n) is not None]
+
+
+def _tag_ec2_resource(stack: Any, logical_id: str, resource: Any) -> None:
+    """What moto's ResourceMap.create does: CloudFormation's aws:cloudformation:* tags."""
+    from moto.ec2 import models as ec2_models
+    from moto.ec2.models.core import TaggedEC2Resource
+
+    if isinstance(resource, TaggedEC2Resource):
+        tags = dict(stack.resource_map.tags, **{"aws:cloudformation:logical-id": logical_id})
+        backend = ec2_models.ec2_backends[stack.account_id][stack.region_name]
+        backend.create_tags([resource.physical_resource_id], tags)
+
+
+def create_resources(stack: Any) -> None:
+    """Replaces ``Stack.create_resources``: one resource at a time, rollback on failure."""
+    stack.status = "CREATE_IN_PROGRESS"
+    resource_map = stack.resource_map
+    template = stack.template_dict
+    resource_map._template = template
+    resource_map._resource_json_map = template["Resources"]
+    resource_map.tags.update(
+        {"aws:cloudformation:stack-name": stack.name, "aws:cloudformation:stack-id": stack.stack_id}
+    )
+    stack.description = template.get("Description")
+    created: list[str] = []
+    stack.lab_created = created
+    for logical_id in dependency_order(template["Resources"]):
+        body = template["Resources"][logical_id]
+        condition = body.get("Condition")
+        if condition and not resource_map.lazy_condition_map[condition]:
+            continue
+        resource_type = body["Type"]
+        emit(
+            stack,
+            "CREATE_IN_PROGRESS",
+            logical_id=logical_id,
+            physical_id="",
+            resource_type=resource_type,
+        )
+        try:
+            resource = resource_map[logical_id]
+            _tag_ec2_resource(stack, logical_id, resource)
+        except Exception as exc:  # noqa: BLE001 (any backend error fails the resource, as on AWS)
+            _pause(resource_type, 0.5)  # AWS takes a moment to call the service and fail
+            emit(
+                stack,
+                "CREATE_FAILED",
+                failure_reason(exc, resource_type),
+                logical_id=logical_id,
+                physical_id="",
+                resource_type=resource_type,
+            )
+            _roll_back(stack, logical_id, resource_type)
+            return
+        created.append(logical_id)
+        physical = _physical_id(resource, logical_id)
+        emit(
+            stack,
+            "CREATE_IN_PROGRESS",
+            "Resource creation Initiated",
+            logical_id=logical_id,
+            physical_id=physical,
+            resource_type=resource_type,
+        )
+        _pause(resource_type)
+        emit(
+            stack,
+            "CREATE_COMPLETE",
+            logical_id=logical_id,
+            physical_id=physical,
+            resource_type=resource_type,
+        )
+    stack.status = "CREATE_COMPLETE"
+    stack.status_reason = None
+    emit(stack, "CREATE_COMPLETE")
+
+
+def _roll_back(stack: Any, failed: str, failed_type: str) -> None:
+    reason = f"The following resource(s) failed to create: [{failed}]. Rollback requested by user."
+    stack.status = "ROLLBACK_IN_PROGRESS"
+    stack.status_reason = reason
+    emit(stack, "ROLLBACK_IN_PROGRESS", reason)
+    # The failed resource is cleaned up first: everything created before it may be its dependency.
+    emit(stack, "DELETE_COMPLETE", logical_id=failed, physical_id="", resource_type=failed_type)
+    stack.resource_map._parsed_resources.pop(failed, None)
+    try:
+        for logical_id in reversed(_live_resources(stack)):
+            _delete_resource(stack, logical_id)
+    except _DeleteFailed as exc:
+        stack.status = "ROLLBACK_FAILED"
+        stack.status_reason = f"The following resource(s) failed to delete: [{exc.logical_id}]. "
+        emit(stack, "ROLLBACK_FAILED", stack.status_reason)
+        return
+    stack.status = "ROLLBACK_COMPLETE"
+    stack.status_reason = None
+    emit(stack, "ROLLBACK_COMPLETE")
+
+
+def delete_stack_resources(self: Any) -> None:
+    """Replaces ``Stack.delete``: reverse creation order, DELETE_* per resource."""
+    self.status = "DELETE_IN_PROGRESS"
+    emit(self, "DELETE_IN_PROGRESS", "User Initiated")
+    try:
+        for logical_id in reversed(_live_resources(self)):
+            _delete_resource(self, logical_id)
+    except _DeleteFailed as exc:
+        self.status = "DELETE_FAILED"
+        self.status_reason = f"The following resource(s) failed to delete: [{exc.logical_id}]. "
+        emit(self, "DELETE_FAILED", self.status_reason)
+        raise
+    self.status = "DELETE_COMPLETE"
+    self.status_reason = None
+    self.deletion_time = emit(self, "DELETE_COMPLETE").timestamp
+
+
+# --- backend operations ------------------------------------------------------------------------
+
+
+def _live_stack(backend: Any, name_or_id: str) -> Any | None:
+    for stack in backend.stacks.values():
+        if name_or_id in (stack.name, stack.stack_id):
+            return stack
+    return None
+
+
+def _refuse_update(stack: Any) -> None:
+    from moto.cloudformation.exceptions import ValidationError
+
+    if stack.status not in UPDATABLE_STATUSES:
+        raise ValidationError(
+            stack.stack_id,
+            message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.",
+        )
+
+
+def _unchanged(stack: Any, template: dict[str, Any], parameters: Mapping[str, Any]) -> bool:
+    """Same template, and each parameter given as before (or as its resolved value)."""
+    if stack.template_dict != template:
+        return False
+    given, resolved = stack.parameters or {}, stack.stack_parameters
+    return all(value in (given.get(key), resolved.get(key)) for key, value in parameters.items())
+
+
+def _mark_empty(change_set: Any) -> None:
+    change_set.status = "FAILED"
+    change_set.execution_status = "UNAVAILABLE"
+    change_set.status_reason = (
+        "The submitted information didn't contain changes. Submit different information to "
+        "create a change set."
+    )
+
+
+def _validate_different_update(
+    self: Any, incoming_params: Any, stack_body: str, old_stack: Any
+) -> None:
+    """Replaces the response's check: a stack's state is refused first, as AWS does, and an
+    unchanged change set is created FAILED (by the backend) instead of raising."""
+    _refuse_update(old_stack)
+    if self._get_param("ChangeSetName"):
+        return
+    _ORIGINAL_VALIDATE_DIFFERENT_UPDATE(self, incoming_params, stack_body, old_stack)
+
+
+_ORIGINAL_VALIDATE_DIFFERENT_UPDATE: Any = None
+
+
+def _dry_load(backend: Any, stack_name: str, template: dict[str, Any], parameters: Any) -> None:
+    """Resolve parameters and conditions the way creation will, to fail at CreateChangeSet."""
+    from moto.cloudformation.parsing import ResourceMap
+
+    ResourceMap(
+        "dry-run",
+        stack_name,
+        dict(parameters or {}),
+        {},
+        region_name=backend.region_name,
+        account_id=backend.account_id,
+        template=template,
+        cross_stack_resources=backend.exports,
+    ).load()
+
+
+def _originals() -> dict[str, Any]:
+    from moto.cloudformation.models import CloudFormationBackend
+
+    return {
+        "create_stack": CloudFormationBackend.create_stack,
+        "create_change_set": CloudFormationBackend.create_change_set,
+        "update_stack": CloudFormationBackend.update_stack,
+    }
+
+
+def _patched_backend_methods(original: Mapping[str, Any]) -> dict[str, Any]:
+    from moto.cloudformation.exceptions import AlreadyExistsException, ValidationError
+    from moto.cloudformation.models import ChangeSet
+    from moto.cloudformation.utils import generate_changeset_id, validate_create_change_set
+
+    def create_stack(self: Any, name: str, template: str, parameters: Any, **kwargs: Any) -> Any:
+        with _OPERATIONS:
+            validate_template(parse_template_body(template), self.region_name)
+            if _live_stack(self, name) is not None:
+                raise AlreadyExistsException(f"Stack [{name}] already exists")
+            return original["create_stack"](self, name, template, parameters, **kwargs)
+
+    def create_change_set(
+        self: Any,
+        stack_name: str,
+        change_set_name: str,
+        template: str,
+        parameters: Any,
+        description: str,
+        change_set_type: str,
+        notification_arns: list[str] | None = None,
+        tags: dict[str, str] | None = None,
+        role_arn: str | None = None,
+    ) -> tuple[str, str]:
+        with _OPERATIONS:
+            template_dict = parse_template_body(template)
+            validate_template(template_dict, self.region_name)
+            live = _live_stack(self, stack_name)
+            if change_set_type == "UPDATE":
+                if live is None:
+                    raise ValidationError(stack_name)
+                _refuse_update(live)
+            else:
+                if live is not None and live.status != "REVIEW_IN_PROGRESS":
+                    raise AlreadyExistsException(f"Stack [{stack_name}] already exists")
+                _dry_load(self, stack_name, template_dict, parameters)
+            if change_set_type == "UPDATE" or live is None:
+                change_set_id, stack_id = original["create_change_set"](
+                    self,
+                    stack_name,
+                    change_set_name,
+                    template,
+                    parameters,
+                    description,
+                    change_set_type,
+                    notification_arns,
+                    tags,
+                    role_arn,
+                )
+                if live is not None and _unchanged(live, template_dict, parameters):
+                    _mark_empty(self.change_sets[change_set_id])
+                return change_set_id, stack_id
+            # A new change set for a stack still in review: AWS keeps that stack (same id).
+            validate_create_change_set(change_set_name)
+            change_set_id = generate_changeset_id(
+                change_set_name, self.region_name, self.account_id
+            )
+            change_set = ChangeSet(
+                change_set_type=change_set_type,
+                change_set_id=change_set_id,
+                change_set_name=change_set_name,
+                stack=live,
+                template=template,
+                parameters=parameters,
+                description=description,
+                notification_arns=notification_arns,
+                tags=tags,
+                role_arn=role_arn,
+            )
+            change_set.status = "CREATE_COMPLETE"
+            change_set.execution_status = "AVAILABLE"
+            self.change_sets[change_set_id] = change_set
+            return change_set_id, live.stack_id
+
+    def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        with _OPERATIONS:
+            change_set = self.change_sets.get(change_set_name) or next(
+                (
+                    cs
+                    for cs in self.change_sets.values()
+                    if cs.change_set_name == change_set_name
+                    and (stack_name is None or stack_name in (cs.stack_name, cs.stack_id))
+                ),
+                None,
+            )
+            if change_set is None:
+                raise ValidationError(message=f"ChangeSet [{change_set_name}] does not exist")
+            if change_set.execution_status != "AVAILABLE":
+                raise ValidationError(
+                    message=f"ChangeSet [{change_set.change_set_id}] cannot be executed in its "
+                    f"current status of [{change_set.execution_status}]"
+                )
+            stack = self.stacks.get(change_set.stack_id)
+            if stack is None:  # its stack was deleted meanwhile, and its change sets with it
+                raise ValidationError(message=f"ChangeSet [{change_set_name}] does not exist")
+            change_set.execution_status = "EXECUTE_IN_PROGRESS"
+            if change_set.change_set_type == "CREATE":
+                ok = _execute_create(self, stack, change_set)
+            else:
+                ok = _execute_update(stack, change_set)
+            change_set.execution_status = "EXECUTE_COMPLETE" if ok else "EXECUTE_FAILED"
+
+    def update_stack(self: Any, name: str, template: str, *args: Any, **kwargs: Any) -> Any:
+        with _OPERATIONS:
+            validate_template(parse_template_body(template), self.region_name)
+            stack = self.get_stack(name)
+            _refuse_update(stack)
+            return original["update_stack"](self, name, template, *args, **kwargs)
+
+    def delete_stack(self: Any, name_or_stack_id: str) -> None:
+        with _OPERATIONS:
+            stack = _live_stack(self, name_or_stack_id)
+            if stack is None:
+                return  # as on AWS: deleting a stack that is not there is not an error
+            try:
+                stack.delete()
+            except _DeleteFailed:
+                return  # stays listed, DELETE_FAILED, as on AWS
+            self.stacks.pop(stack.stack_id, None)
+            self.deleted_stacks[stack.stack_id] = stack
+            for change_set_id, change_set in list(self.change_sets.items()):
+                if change_set.stack_id == stack.stack_id:
+                    del self.change_sets[change_set_id]
+            for export in stack.exports:
+                self.exports.pop(export.name, None)
+
+    return {
+        "create_stack": create_stack,
+        "create_change_set": create_change_set,
+        "execute_change_set": execute_change_set,
+        "update_stack": update_stack,
+        "delete_stack": delete_stack,
+    }
+
+
+def _execute_create(backend: Any, stack: Any, change_set: Any) -> bool:
+    stack.template = change_set.template
+    stack._parse_template()
+    stack.parameters = dict(change_set.parameters or {})
+    stack.cross_stack_resources = backend.exports
+    if change_set.tags:
+        stack.tags = dict(change_set.tags)
+    stack.resource_map = stack._create_resource_map()
+    stack.output_map = stack._create_output_map()
+    emit(stack, "CREATE_IN_PROGRESS", "User Initiated")
+    create_resources(stack)
+    return stack.status == "CREATE_COMPLETE"
+
+
+def _execute_update(stack: Any, change_set: Any) -> bool:
+    """moto's update with AWS's events around it; a failure is reported, not rolled back."""
+    resource_map = stack.resource_map
+    new_resources = change_set.template_dict["Resources"]
+    diff = resource_map.build_resource_diff(change_set.template_dict, change_set.parameters)
+    stack.status = "UPDATE_IN_PROGRESS"
+    emit(stack, "UPDATE_IN_PROGRESS", "User Initiated")
+    order = dependency_order(new_resources)
+    touched = [(n, "CREATE") for n in order if n in diff["Add"]]
+    touched += [(n, "UPDATE") for n in order if n in diff["Modify"]]
+    removed = [
+        (
+            n,
+            resource_map._resource_json_map[n]["Type"],
+            _physical_id(resource_map._parsed_resources.get(n), n),
+        )
+        for n in diff["Remove"]
+    ]
+    for name, verb in touched:
+        emit(
+            stack,
+            f"{verb}_IN_PROGRESS",
+            logical_id=name,
+            physical_id=_physical_id(resource_map._parsed_resources.get(name), name)
+            if verb == "UPDATE"
+            else "",
+            resource_type=new_resources[name]["Type"],
+        )
+    try:
+        change_set.apply()
+    except Exception as exc:  # noqa: BLE001
+        stack.status = "UPDATE_ROLLBACK_FAILED"
+        stack.status_reason = (
+            f"rollback-lab's local AWS cannot roll back an update: {failure_reason(exc, '')}"
+        )
+        emit(stack, "UPDATE_ROLLBACK_FAILED", stack.status_reason)
+        return False
+    for name, verb in touched:
+        resource_type = new_resources[name]["Type"]
+        _pause(resource_type)
+        emit(
+            stack,
+            f"{verb}_COMPLETE",
+            logical_id=name,
+            physical_id=_physical_id(resource_map._parsed_resources.get(name), name),
+            resource_type=resource_type,
+        )
+    stack.template = change_set.template
+    stack._parse_template()
+    stack.output_map = stack._create_output_map()
+    if removed:
+        emit(stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+        for name, resource_type, physical in removed:
+            emit(
+                stack,
+                "DELETE_IN_PROGRESS",
+                logical_id=name,
+                physical_id=physical,
+                resource_type=resource_type,
+            )
+            emit(
+                stack,
+                "DELETE_COMPLETE",
+                logical_id=name,
+                physical_id=physical,
+                resource_type=resource_type,
+            )
+    stack.status = "UPDATE_COMPLETE"
+    emit(stack, "UPDATE_COMPLETE")
+    return True
+
+
+# --- API surface -------------------------------------------------------------------------------
+
+
+def _encode_token(stack_id: str, end: int) -> str:
+    raw = json.dumps({"stack": stack_id, "end": end}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str, stack_id: str) -> int:
+    from moto.cloudformation.exceptions import ValidationError
+
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if data["stack"] != stack_id:
+            raise ValueError("token of another stack")
+        return int(data["end"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ValidationError(message="Invalid NextToken") from None
+
+
+def describe_stack_events_paged(self: Any) -> Any:
+    """Replaces the response handler: newest first, 100 a page, NextToken as AWS."""
+    from moto.core.responses import ActionResult
+
+    stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+    events = stack.events  # oldest first; only ever appended to, so indexes are stable
+    token = self._get_param("NextToken")
+    end = _decode_token(token, stack.stack_id) if token else len(events)
+    end = max(0, min(end, len(events)))
+    start = max(0, end - EVENTS_PAGE_SIZE)
+    page = events[start:end][::-1]
+    result: dict[str, Any] = {"StackEvents": page}
+    if start > 0:
+        result["NextToken"] = _encode_token(stack.stack_id, start)
+    return ActionResult(result)
+
+
+def _aws_key_pair_message(self: Any, key: Iterable[str] | str) -> None:
+    """AWS's wording ("The key pair 'x' does not exist"), not moto's set repr."""
+    from moto.ec2.exceptions import EC2ClientError
+
+    names = [key] if isinstance(key, str) else sorted(str(k) for k in key)
+    EC2ClientError.__init__(
+        self, "InvalidKeyPair.NotFound", f"The key pair '{', '.join(names)}' does not exist"
+    )
+
+
+def install() -> None:
+    """Extend moto in this process (idempotent). Raises MotoIncompatible on a changed moto."""
+    global _installed, _ORIGINAL_VALIDATE_DIFFERENT_UPDATE
+    if _installed:
+        return
+    check_moto_internals()
+    from moto.cloudformation.models import CloudFormationBackend, Stack
+    from moto.cloudformation.responses import CloudFormationResponse
+    from moto.ec2.exceptions import InvalidKeyPairNameError
+
+    for name, method in _patched_backend_methods(_originals()).items():
+        setattr(CloudFormationBackend, name, method)
+    Stack._add_stack_event = _stack_event
+    Stack.create_resources = create_resources
+    Stack.delete = delete_stack_resources
+    Stack.deletion_time = None
+    Stack.status_reason = None
+    CloudFormationResponse.describe_stack_events = describe_stack_events_paged
+    _ORIGINAL_VALIDATE_DIFFERENT_UPDATE = CloudFormationResponse._validate_different_update
+    CloudFormationResponse._validate_different_update = _validate_different_update
+    InvalidKeyPairNameError.__init__ = _aws_key_pair_message
+    _installed = True

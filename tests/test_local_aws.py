@@ -1,0 +1,351 @@
+"""The local AWS behaves like CloudFormation where the lab looks: a real moto server started by
+the kit's daemon, driven by real ``aws`` CLI processes through AWS_ENDPOINT_URL only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import boto3
+import pytest
+
+from helpers.services import Endpoints, ensure_services, stop_services
+from helpers.services.state import pid_alive
+
+AWS = Path(sys.executable).with_name("aws")
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64"
+EXERCISE_AMI = "ami-068663a3c619dd892"
+
+
+def exercise_template(key_name: str, image_id: str | None = None) -> str:
+    """The exercise's template; the AMI from SSM's public parameter unless one is given."""
+    image = f"'{image_id}'" if image_id else "!Ref LatestAmiId"
+    return f"""\
+Parameters:
+  LatestAmiId:
+    Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>'
+    Default: '{AMI_PARAMETER}'
+Resources:
+  Ec2Instance:
+    Type: 'AWS::EC2::Instance'
+    Properties:
+      SecurityGroups:
+        - !Ref InstanceSecurityGroup
+      KeyName: {key_name}
+      ImageId: {image}
+  InstanceSecurityGroup:
+    Type: 'AWS::EC2::SecurityGroup'
+    Properties:
+      GroupDescription: Enable SSH access via port 22
+      SecurityGroupIngress:
+        - IpProtocol: tcp
+          FromPort: '22'
+          ToPort: '22'
+          CidrIp: 0.0.0.0/0
+"""
+
+
+@pytest.fixture(scope="module")
+def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    saved = dict(os.environ)
+    os.environ["ROLLBACK_LAB_CFN_STEP_SECONDS"] = "0.02"  # inherited by the daemon
+    state_dir = tmp_path_factory.mktemp("local-aws-state")
+    endpoints = ensure_services(state_dir)
+    try:
+        yield endpoints
+    finally:
+        stop_services(state_dir)
+        os.environ.clear()
+        os.environ.update(saved)
+        assert not pid_alive(endpoints.pid)
+
+
+class Aws:
+    """Runs the real aws CLI against the local AWS, with nothing but its environment."""
+
+    def __init__(self, endpoints: Endpoints, workdir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.env.update(endpoints.aws_env())
+        self.workdir = workdir
+        # Checks that need no CLI behaviour go through boto3: an aws process costs ~1 s here.
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=endpoints.region,
+        )
+        self.cfn = session.client("cloudformation", endpoint_url=endpoints.aws_endpoint_url)
+        self.ec2 = session.client("ec2", endpoint_url=endpoints.aws_endpoint_url)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(AWS), *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "--output", "json").stdout)
+
+    def deploy(self, template: str, stack: str) -> subprocess.CompletedProcess[str]:
+        path = self.workdir / f"{stack}.yml"
+        path.write_text(template)
+        return self.run(
+            "cloudformation", "deploy", "--template-file", path.name,
+            "--stack-name", stack, "--region", "us-east-1", check=False,
+        )  # fmt: skip
+
+    def events(self, stack: str) -> list[dict]:
+        """Oldest first (the API gives newest first, in pages)."""
+        pages = self.cfn.get_paginator("describe_stack_events").paginate(StackName=stack)
+        return [e for page in pages for e in page["StackEvents"]][::-1]
+
+    def cli_events(self, stack: str) -> list[dict]:
+        """The same through the aws CLI (which follows NextToken itself)."""
+        found = self.json("cloudformation", "describe-stack-events", "--stack-name", stack)
+        return found["StackEvents"][::-1]
+
+
+@pytest.fixture
+def aws(local_aws: Endpoints, tmp_path: Path) -> Aws:
+    return Aws(local_aws, tmp_path)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:7]}"
+
+
+def sequence(events: list[dict]) -> list[tuple[str, str]]:
+    return [(e["LogicalResourceId"], e["ResourceStatus"]) for e in events]
+
+
+def test_create_then_delete_gives_per_resource_events_in_dependency_order(aws: Aws) -> None:
+    key, stack = unique("key"), unique("myStack")
+    aws.ec2.create_key_pair(KeyName=key)
+
+    deployed = aws.deploy(exercise_template(key), stack)
+    assert deployed.returncode == 0, deployed.stderr
+    assert f"Successfully created/updated stack - {stack}" in deployed.stdout
+    stack_id = aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackId"]
+    unchanged = aws.deploy(exercise_template(key), stack)  # as on AWS: an empty change set
+    assert unchanged.returncode == 255
+    assert f"No changes to deploy. Stack {stack} is up to date" in unchanged.stderr
+    aws.run("cloudformation", "delete-stack", "--stack-name", stack)
+    aws.run("cloudformation", "wait", "stack-delete-complete", "--stack-name", stack)
+
+    events = aws.cli_events(stack_id)  # a deleted stack's events: by ARN, as on AWS
+    assert sequence(events) == [
+        (stack, "REVIEW_IN_PROGRESS"),
+        (stack, "CREATE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "CREATE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "CREATE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "CREATE_COMPLETE"),
+        ("Ec2Instance", "CREATE_IN_PROGRESS"),
+        ("Ec2Instance", "CREATE_IN_PROGRESS"),
+        ("Ec2Instance", "CREATE_COMPLETE"),
+        (stack, "CREATE_COMPLETE"),
+        (stack, "DELETE_IN_PROGRESS"),
+        ("Ec2Instance", "DELETE_IN_PROGRESS"),
+        ("Ec2Instance", "DELETE_COMPLETE"),
+        ("InstanceSecurityGroup", "DELETE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "DELETE_COMPLETE"),
+        (stack, "DELETE_COMPLETE"),
+    ]
+    by_id = {e["LogicalResourceId"]: e for e in events if e["ResourceStatus"] == "CREATE_COMPLETE"}
+    assert by_id["InstanceSecurityGroup"]["ResourceType"] == "AWS::EC2::SecurityGroup"
+    assert by_id["InstanceSecurityGroup"]["PhysicalResourceId"].startswith("sg-")
+    assert by_id["Ec2Instance"]["ResourceType"] == "AWS::EC2::Instance"
+    assert by_id["Ec2Instance"]["PhysicalResourceId"].startswith("i-")
+    assert by_id[stack]["PhysicalResourceId"] == stack_id
+    assert events[1]["ResourceStatusReason"] == "User Initiated"
+    assert events[3]["ResourceStatusReason"] == "Resource creation Initiated"
+    assert events[9]["ResourceStatusReason"] == "User Initiated"
+    times = [datetime.fromisoformat(e["Timestamp"]) for e in events]
+    assert all(a < b for a, b in zip(times, times[1:], strict=False)), times
+
+    with pytest.raises(aws.cfn.exceptions.ClientError, match="does not exist"):
+        aws.cfn.describe_stack_events(StackName=stack)  # by name: gone, as on AWS
+    deleted = aws.cfn.list_stacks(StackStatusFilter=["DELETE_COMPLETE"])["StackSummaries"]
+    (summary,) = [s for s in deleted if s["StackId"] == stack_id]
+    assert summary["StackStatus"] == "DELETE_COMPLETE"
+    assert summary["DeletionTime"] == times[-1]
+    instances = aws.ec2.describe_instances(Filters=[{"Name": "key-name", "Values": [key]}])
+    states = [i["State"]["Name"] for r in instances["Reservations"] for i in r["Instances"]]
+    assert states == ["terminated"]
+
+
+def test_missing_key_pair_fails_the_instance_and_rolls_back(aws: Aws) -> None:
+    stack = unique("myStack")
+    deployed = aws.deploy(exercise_template("udacity-missing"), stack)
+
+    assert deployed.returncode == 255
+    assert "Failed to create/update the stack" in deployed.stderr
+    events = aws.events(stack)
+    assert sequence(events)[1:] == [
+        (stack, "CREATE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "CREATE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "CREATE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "CREATE_COMPLETE"),
+        ("Ec2Instance", "CREATE_IN_PROGRESS"),
+        ("Ec2Instance", "CREATE_FAILED"),
+        (stack, "ROLLBACK_IN_PROGRESS"),
+        ("Ec2Instance", "DELETE_COMPLETE"),
+        ("InstanceSecurityGroup", "DELETE_IN_PROGRESS"),
+        ("InstanceSecurityGroup", "DELETE_COMPLETE"),
+        (stack, "ROLLBACK_COMPLETE"),
+    ]
+    failed = events[6]["ResourceStatusReason"]
+    assert failed.startswith("The key pair 'udacity-missing' does not exist (Service: AmazonEC2;")
+    assert "Error Code: InvalidKeyPair.NotFound" in failed
+    assert events[7]["ResourceStatusReason"] == (
+        "The following resource(s) failed to create: [Ec2Instance]. Rollback requested by user."
+    )
+    group_id = events[4]["PhysicalResourceId"]
+    groups = aws.ec2.describe_security_groups()["SecurityGroups"]
+    assert group_id.startswith("sg-") and group_id not in {g["GroupId"] for g in groups}
+    status = aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    assert status["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
+def test_redeploy_to_rolled_back_stack_is_refused_until_deleted(aws: Aws) -> None:
+    key, stack = unique("key"), unique("myStack")
+    assert aws.deploy(exercise_template(key), stack).returncode == 255  # no key pair yet
+    aws.ec2.create_key_pair(KeyName=key)
+
+    again = aws.deploy(exercise_template(key), stack)
+    assert again.returncode == 255
+    assert "ValidationError" in again.stderr
+    assert "is in ROLLBACK_COMPLETE state and can not be updated." in again.stderr
+    live = aws.cfn.describe_stacks()["Stacks"]
+    assert [s["StackStatus"] for s in live if s["StackName"] == stack] == ["ROLLBACK_COMPLETE"]
+
+    aws.run("cloudformation", "delete-stack", "--stack-name", stack)
+    fixed = aws.deploy(exercise_template(key), stack)
+    assert fixed.returncode == 0, fixed.stderr
+    live = aws.cfn.describe_stacks()["Stacks"]
+    assert [s["StackStatus"] for s in live if s["StackName"] == stack] == ["CREATE_COMPLETE"]
+    aws.cfn.delete_stack(StackName=stack)
+
+
+def test_exercise_ami_is_unknown_and_the_reason_says_where_to_get_one(aws: Aws) -> None:
+    key, stack = unique("key"), unique("myStack")
+    aws.ec2.create_key_pair(KeyName=key)
+    with pytest.raises(aws.ec2.exceptions.ClientError, match="InvalidAMIID.NotFound"):
+        aws.ec2.describe_images(ImageIds=[EXERCISE_AMI])
+
+    assert aws.deploy(exercise_template(key, EXERCISE_AMI), stack).returncode == 255
+    (failed,) = [e for e in aws.events(stack) if e["ResourceStatus"] == "CREATE_FAILED"]
+    reason = failed["ResourceStatusReason"]
+    assert reason.startswith(f"The image id '[{EXERCISE_AMI}]' does not exist")
+    assert "Error Code: InvalidAMIID.NotFound" in reason
+    assert AMI_PARAMETER in reason
+    assert aws.events(stack)[-1]["ResourceStatus"] == "ROLLBACK_COMPLETE"
+
+
+def test_describe_stack_events_pages_newest_first(aws: Aws) -> None:
+    stack = unique("paged")
+    groups = {
+        f"Group{i:02d}": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {"GroupDescription": "g"},
+        }
+        for i in range(40)
+    }
+    assert aws.deploy(json.dumps({"Resources": groups}), stack).returncode == 0
+    client = aws.cfn
+    first = client.describe_stack_events(StackName=stack)
+    second = client.describe_stack_events(StackName=stack, NextToken=first["NextToken"])
+    expected_total = 2 + 40 * 3 + 1  # review, create in progress, 3 per group, create complete
+
+    assert len(first["StackEvents"]) == 100
+    assert len(second["StackEvents"]) == expected_total - 100 and "NextToken" not in second
+    paged = first["StackEvents"] + second["StackEvents"]
+    assert len({e["EventId"] for e in paged}) == expected_total
+    times = [e["Timestamp"] for e in paged]
+    assert times == sorted(times, reverse=True)
+    assert (
+        paged[0]["ResourceStatus"] == "CREATE_COMPLETE" and paged[0]["LogicalResourceId"] == stack
+    )
+    assert paged[-1]["ResourceStatus"] == "REVIEW_IN_PROGRESS"
+    # The CLI follows NextToken by itself and so sees every event.
+    assert [e["EventId"] for e in aws.cli_events(stack)] == [e["EventId"] for e in paged[::-1]]
+    with pytest.raises(client.exceptions.ClientError, match="Invalid NextToken"):
+        client.describe_stack_events(StackName=stack, NextToken="not-a-token")
+    client.delete_stack(StackName=stack)
+
+
+def test_update_reports_added_and_removed_resources(aws: Aws) -> None:
+    stack = unique("updated")
+    group = {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "g"}}
+    assert aws.deploy(json.dumps({"Resources": {"Old": group}}), stack).returncode == 0
+    old_id = aws.events(stack)[-2]["PhysicalResourceId"]
+
+    updated = aws.deploy(json.dumps({"Resources": {"New": group}}), stack)
+    assert updated.returncode == 0, updated.stderr
+    events = aws.events(stack)
+    tail = sequence(events[6:])
+    assert tail == [
+        (stack, "UPDATE_IN_PROGRESS"),
+        ("New", "CREATE_IN_PROGRESS"),
+        ("New", "CREATE_COMPLETE"),
+        (stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("Old", "DELETE_IN_PROGRESS"),
+        ("Old", "DELETE_COMPLETE"),
+        (stack, "UPDATE_COMPLETE"),
+    ]
+    assert events[-2]["PhysicalResourceId"] == old_id
+    assert old_id not in {
+        g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]
+    }
+    aws.cfn.delete_stack(StackName=stack)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("Description: nothing here\n", "At least one Resources member must be defined."),
+        (
+            "Resources:\n  X:\n    Type: AWS::EC2::Instanc\n",
+            "Unrecognized resource types: [AWS::EC2::Instanc]",
+        ),
+        (
+            "Resources:\n  X:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n"
+            "      GroupDescription: !Ref Missing\n",
+            "Unresolved resource dependencies [Missing] in the Resources block of the template",
+        ),
+    ],
+)
+def test_invalid_template_is_a_validation_error_and_creates_nothing(
+    aws: Aws, template: str, message: str
+) -> None:
+    stack = unique("invalid")
+    result = aws.deploy(template, stack)
+
+    assert result.returncode == 255
+    assert "An error occurred (ValidationError) when calling the CreateChangeSet operation" in (
+        result.stderr
+    )
+    assert f"Template format error: {message}" in result.stderr
+    listed = aws.cfn.list_stacks()["StackSummaries"]
+    assert stack not in {s["StackName"] for s in listed}
+
+
+def test_malformed_yaml_names_the_line(aws: Aws) -> None:
+    (aws.workdir / "bad.yml").write_text("Resources:\n  X:\n    Type: [unclosed\n")
+    result = aws.run(
+        "cloudformation", "create-stack", "--stack-name", unique("bad"),
+        "--template-body", "file://bad.yml", check=False,
+    )  # fmt: skip
+    assert result.returncode == 255
+    assert "Template format error: YAML not well-formed. (line 4, column 1)" in result.stderr

@@ -1,0 +1,194 @@
+"""Against real servers on 127.0.0.1: moto's own server, and the kit's local AWS (moto with
+per-resource events, rollback and paging), with the real ``aws`` CLI and ``rollback-lab``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+
+from helpers.cli import main
+from helpers.stack_events import phases, stack_events, tail
+
+AWS = Path(sys.executable).with_name("aws")
+REGION = "us-east-1"
+GROUP = {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "lab"}}
+
+
+def client_for(endpoint: str):
+    return boto3.client(
+        "cloudformation",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def counting_calls(client) -> list[dict]:
+    """Record each DescribeStackEvents request's parameters (to see the pages followed)."""
+    calls: list[dict] = []
+    client.meta.events.register(
+        "provide-client-params.cloudformation.DescribeStackEvents",
+        lambda params, **_: calls.append(dict(params)),
+    )
+    return calls
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:7]}"
+
+
+def template(groups: int) -> str:
+    return json.dumps({"Resources": {f"Group{i:02d}": GROUP for i in range(groups)}})
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_moto_server_deleted_stack_by_name_and_every_deployment(moto_server):
+    client = client_for(moto_server)
+    calls = counting_calls(client)
+    name = unique("myStack")
+    for _ in range(2):  # the same stack name deployed (and rolled back) twice
+        client.create_stack(StackName=name, TemplateBody=template(1))
+        client.delete_stack(StackName=name)
+
+    events = stack_events(name, client=client)
+    assert events["stack_name"].unique().tolist() == [name]
+    assert events["stack_id"].nunique() == 1
+    assert events["status"].astype(str).tolist()[-2:] == ["DELETE_IN_PROGRESS", "DELETE_COMPLETE"]
+    stacks = client.list_stacks()["StackSummaries"]
+    newest = max((s for s in stacks if s["StackName"] == name), key=lambda s: s["CreationTime"])
+    assert events["stack_id"].iloc[0] == newest["StackId"]
+    # by name (refused: deleted), then by the ARN found through list_stacks, every page
+    assert calls[0] == {"StackName": name}
+    assert all(call["StackName"] == newest["StackId"] for call in calls[1:])
+    assert phases(events)["phase"].astype(str).tolist() == ["create", "alive", "delete"]
+
+    both = stack_events(name, client=client, deployments="all")
+    assert sorted(both["deployment"].unique()) == [1, 2]
+    assert both["stack_id"].nunique() == 2
+
+
+@pytest.fixture(scope="module")
+def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from helpers.services import ensure_services, stop_services
+    from helpers.services.state import pid_alive
+
+    saved = dict(os.environ)
+    os.environ["ROLLBACK_LAB_CFN_STEP_SECONDS"] = "0.002"  # inherited by the daemon
+    state_dir = tmp_path_factory.mktemp("stack-events-state")
+    endpoints = ensure_services(state_dir)  # also sets AWS_ENDPOINT_URL & co. here
+    try:
+        yield endpoints.aws_endpoint_url
+    finally:
+        stop_services(state_dir)
+        os.environ.clear()
+        os.environ.update(saved)
+        assert not pid_alive(endpoints.pid)
+
+
+def test_local_aws_pages_of_a_deleted_stack_by_name(local_aws):
+    client = client_for(local_aws)
+    calls = counting_calls(client)
+    name = unique("paged")
+    client.create_stack(StackName=name, TemplateBody=template(40))
+    client.delete_stack(StackName=name)
+
+    events = stack_events(name, client=client)
+    expected = 1 + 40 * 3 + 1 + 1 + 40 * 2 + 1  # create, 3 per group, delete, 2 per group
+    assert len(events) == expected
+    assert events["event_id"].is_unique
+    assert events["timestamp"].is_monotonic_increasing
+    assert len([c for c in calls if "NextToken" in c]) == 2  # 203 events: three pages
+    table = phases(events)
+    groups = table[~table["is_stack"]]
+    assert groups["logical_id"].nunique() == 40
+    assert set(groups["phase"].astype(str)) == {"create", "alive", "delete"}
+    assert (groups["outcome"] != "failed").all()
+
+
+def test_local_aws_native_rollback_through_the_cli(local_aws, tmp_path, capsys):
+    """A missing key pair: CloudFormation rolls back; `rollback-lab events` charts it, from the
+    API and from the aws CLI's saved output alike."""
+    client = client_for(local_aws)
+    name = unique("native")
+    body = {
+        "Resources": {
+            "InstanceSecurityGroup": GROUP,
+            "Ec2Instance": {
+                "Type": "AWS::EC2::Instance",
+                "Properties": {
+                    "ImageId": "ami-03c3da4cfa8e8943a",
+                    "KeyName": "no-such-key",
+                    "SecurityGroups": [{"Ref": "InstanceSecurityGroup"}],
+                },
+            },
+        }
+    }
+    try:
+        client.create_stack(StackName=name, TemplateBody=json.dumps(body))
+    except client.exceptions.ClientError:
+        pass
+    png, csv, html = tmp_path / "chart.png", tmp_path / "events.csv", tmp_path / "page.html"
+    assert main(["events", name, "--png", str(png), "--csv", str(csv), "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "rollback" in out and "The key pair 'no-such-key' does not exist" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    saved = pd.read_csv(csv)
+    assert saved["status"].iloc[-1] == "ROLLBACK_COMPLETE"
+    assert "<svg" in html.read_text()
+
+    described = subprocess.run(
+        [str(AWS), "cloudformation", "describe-stack-events", "--stack-name", name,
+         "--output", "json"],
+        env=os.environ, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    saved_json = tmp_path / "described.json"
+    saved_json.write_text(described.stdout)
+    assert main(["events", "--input", str(saved_json), "--svg", str(tmp_path / "c.svg")]) == 0
+    from_file = capsys.readouterr().out
+
+    def table(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("wrote ")]
+
+    assert table(from_file) == table(out)
+    client.delete_stack(StackName=name)
+
+
+def test_local_aws_tail_follows_a_stack_through_its_deletion(local_aws):
+    client = client_for(local_aws)
+    name = unique("tail")
+    client.create_stack(StackName=name, TemplateBody=template(2))
+    deletes: list[float] = []
+
+    def delete_on_first_sleep(_seconds: float) -> None:
+        if not deletes:
+            client.delete_stack(StackName=name)  # as the pipeline's on_fail step does
+        deletes.append(_seconds)
+
+    seen = list(tail(name, client=client, until={"DELETE_COMPLETE"}, sleep=delete_on_first_sleep))
+    statuses = [(e["LogicalResourceId"], e["ResourceStatus"]) for e in seen]
+    assert statuses[0] == (name, "CREATE_IN_PROGRESS")
+    assert (name, "CREATE_COMPLETE") in statuses
+    assert statuses[-1] == (name, "DELETE_COMPLETE")
+    assert len({e["EventId"] for e in seen}) == len(seen) == 1 + 2 * 3 + 1 + 1 + 2 * 2 + 1

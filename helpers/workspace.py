@@ -10,6 +10,7 @@ picks another folder. Real git runs underneath (subprocess), so what the noteboo
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,22 @@ class Workspace:
         out = self._git("log", f"--max-count={limit}", "--format=%H%x09%s")
         return [tuple(line.split("\t", 1)) for line in out.splitlines()]  # type: ignore[misc]
 
+    def remote_url(self, remote: str = "origin") -> str | None:
+        """The URL of ``remote``, or None when the workspace has no such remote. It may carry
+        credentials (``https://user:token@…``): show it through :func:`redact_url` only."""
+        result = self._run("remote", "get-url", remote)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def push(self, remote: str = "origin") -> None:
+        """Push the current branch to ``remote`` with the user's own git credentials (real
+        CircleCI builds what GitHub has). git's messages are passed on with URLs redacted."""
+        result = self._run("push", "--quiet", remote, f"HEAD:refs/heads/{self.branch}")
+        if result.returncode != 0:
+            raise GitError(
+                f"git push {remote} {self.branch} failed in {self.path}: "
+                f"{redact_url((result.stderr or result.stdout).strip())}"
+            )
+
     def _has_staged_changes(self) -> bool:
         return self._run("diff", "--cached", "--quiet").returncode == 1
 
@@ -146,3 +163,11 @@ class Workspace:
 
 def _quote(args: Sequence[str]) -> str:
     return " ".join(args)
+
+
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
+
+
+def redact_url(text: str) -> str:
+    """``https://user:token@github.com/…`` → ``https://***@github.com/…`` wherever it occurs."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)

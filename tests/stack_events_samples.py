@@ -8,12 +8,16 @@ resource events with ``LogicalId-STATUS-Timestamp`` ids, two CREATE_IN_PROGRESS 
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
-REGION_ACCOUNT = "us-east-1:123456789012"
-START = datetime(2024, 5, 6, 12, 0, 0, 123000, tzinfo=timezone.utc)
+# The builder lives in the package (the benchmark uses it too); re-exported for the tests.
+from helpers.stack_events.synthetic import (  # noqa: F401
+    REGION_ACCOUNT,
+    START,
+    Stack,
+    many_resources,
+)
+
 KEY_PAIR_REASON = (
     "Resource handler returned message: \"The key pair 'udacity' does not exist (Service: Ec2, "
     'Status Code: 400, Request ID: 5f3c1c5e-3b0a-4c1e-9a2b-0d6a1a2b3c4d)" (RequestToken: '
@@ -27,68 +31,6 @@ UPDATE_FAILED_REASON = (
     "Resource handler returned message: \"The instance type 't2.huge' is not supported\" "
     "(HandlerErrorCode: InvalidRequest)"
 )
-
-
-class Stack:
-    """Builds one stack's events in the order they happen; ``api()`` lists them as AWS does."""
-
-    def __init__(self, name: str = "myStack-abc1234", start: datetime = START) -> None:
-        self.name = name
-        self.stack_id = f"arn:aws:cloudformation:{REGION_ACCOUNT}:stack/{name}/{uuid.uuid4()}"
-        self.now = start
-        self.events: list[dict[str, Any]] = []
-
-    def wait(self, seconds: float) -> Stack:
-        self.now += timedelta(seconds=seconds)
-        return self
-
-    def stack(self, status: str, reason: str | None = None, after: float = 0.5) -> Stack:
-        return self._add(
-            self.name, "AWS::CloudFormation::Stack", status, reason, self.stack_id, after
-        )
-
-    def resource(
-        self,
-        logical_id: str,
-        resource_type: str,
-        status: str,
-        reason: str | None = None,
-        physical_id: str = "",
-        after: float = 0.5,
-    ) -> Stack:
-        return self._add(logical_id, resource_type, status, reason, physical_id, after)
-
-    def _add(self, logical_id, resource_type, status, reason, physical_id, after) -> Stack:
-        self.wait(after)
-        stamp = self.now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        is_stack = resource_type == "AWS::CloudFormation::Stack" and logical_id == self.name
-        event = {
-            "StackId": self.stack_id,
-            "EventId": str(uuid.uuid4()) if is_stack else f"{logical_id}-{status}-{stamp}",
-            "StackName": self.name,
-            "LogicalResourceId": logical_id,
-            "PhysicalResourceId": physical_id,
-            "ResourceType": resource_type,
-            "Timestamp": self.now,
-            "ResourceStatus": status,
-        }
-        if reason:
-            event["ResourceStatusReason"] = reason
-        self.events.append(event)
-        return self
-
-    def api(self) -> list[dict[str, Any]]:
-        """Newest first, timestamps as datetimes: what boto3 returns."""
-        return list(reversed(self.events))
-
-    def cli_json(self) -> dict[str, Any]:
-        """What ``aws cloudformation describe-stack-events --output json`` prints."""
-        events = []
-        for event in reversed(self.events):
-            copy = dict(event)
-            copy["Timestamp"] = event["Timestamp"].isoformat().replace("+00:00", "Z")
-            events.append(copy)
-        return {"StackEvents": events}
 
 
 SG = ("InstanceSecurityGroup", "AWS::EC2::SecurityGroup")
@@ -150,66 +92,6 @@ def update_rollback(stack: Stack | None = None) -> Stack:
     stack.resource(*EC2, "UPDATE_COMPLETE", physical_id="i-0123", after=4)
     stack.stack("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
     stack.stack("UPDATE_ROLLBACK_COMPLETE")
-    return stack
-
-
-def many_resources(count: int, stack: Stack | None = None) -> Stack:
-    """A create then delete of ``count`` resources: 10 events per resource, plus the stack's."""
-    stack = stack or Stack("bigStack")
-    stack.stack("CREATE_IN_PROGRESS", "User Initiated", after=0)
-    for index in range(count):
-        stack.resource(f"Queue{index}", "AWS::SQS::Queue", "CREATE_IN_PROGRESS", after=0.01)
-        stack.resource(
-            f"Queue{index}",
-            "AWS::SQS::Queue",
-            "CREATE_IN_PROGRESS",
-            "Resource creation Initiated",
-            f"q-{index}",
-            after=0.01,
-        )
-        stack.resource(
-            f"Queue{index}",
-            "AWS::SQS::Queue",
-            "CREATE_COMPLETE",
-            physical_id=f"q-{index}",
-            after=0.01,
-        )
-    stack.stack("CREATE_COMPLETE")
-    stack.stack("UPDATE_IN_PROGRESS", "User Initiated", after=1)
-    for index in range(count):
-        stack.resource(
-            f"Queue{index}",
-            "AWS::SQS::Queue",
-            "UPDATE_IN_PROGRESS",
-            physical_id=f"q-{index}",
-            after=0.01,
-        )
-        stack.resource(
-            f"Queue{index}",
-            "AWS::SQS::Queue",
-            "UPDATE_COMPLETE",
-            physical_id=f"q-{index}",
-            after=0.01,
-        )
-    stack.stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
-    stack.stack("UPDATE_COMPLETE")
-    stack.stack("DELETE_IN_PROGRESS", "User Initiated", after=1)
-    for index in range(count):
-        stack.resource(
-            f"Queue{index}",
-            "AWS::SQS::Queue",
-            "DELETE_IN_PROGRESS",
-            physical_id=f"q-{index}",
-            after=0.01,
-        )
-        stack.resource(
-            f"Queue{index}",
-            "AWS::SQS::Queue",
-            "DELETE_COMPLETE",
-            physical_id=f"q-{index}",
-            after=0.01,
-        )
-    stack.stack("DELETE_COMPLETE")
     return stack
 
 

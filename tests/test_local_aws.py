@@ -14,7 +14,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.config import Config
 
+from helpers import exercise
 from helpers.services import Endpoints, ensure_services, stop_services
 from helpers.services.state import pid_alive
 
@@ -79,8 +81,12 @@ class Aws:
             aws_secret_access_key="testing",
             region_name=endpoints.region,
         )
-        self.cfn = session.client("cloudformation", endpoint_url=endpoints.aws_endpoint_url)
-        self.ec2 = session.client("ec2", endpoint_url=endpoints.aws_endpoint_url)
+        # No retries: a server error must show at once, not after boto3's back-off.
+        config = Config(retries={"max_attempts": 1, "mode": "standard"})
+        url = endpoints.aws_endpoint_url
+        self.cfn = session.client("cloudformation", endpoint_url=url, config=config)
+        self.ec2 = session.client("ec2", endpoint_url=url, config=config)
+        self.ssm = session.client("ssm", endpoint_url=url, config=config)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -104,6 +110,14 @@ class Aws:
         return self.run(
             "cloudformation", "deploy", "--template-file", path.name,
             "--stack-name", stack, "--region", "us-east-1", check=False,
+        )  # fmt: skip
+
+    def create_stack(self, template: str, stack: str) -> subprocess.CompletedProcess[str]:
+        path = self.workdir / f"{stack}.yml"
+        path.write_text(template)
+        return self.run(
+            "cloudformation", "create-stack", "--template-body", f"file://{path.name}",
+            "--stack-name", stack, check=False,
         )  # fmt: skip
 
     def events(self, stack: str) -> list[dict]:
@@ -349,3 +363,149 @@ def test_malformed_yaml_names_the_line(aws: Aws) -> None:
     )  # fmt: skip
     assert result.returncode == 255
     assert "Template format error: YAML not well-formed. (line 4, column 1)" in result.stderr
+
+
+# --- the lab's template failing: SSM AMI parameter, Name tag with !Sub, outputs with !GetAtt ---
+
+BAD_AMI_PARAMETER = "/rollback-lab/test/exercise-ami"  # an SSM parameter naming an unknown AMI
+
+
+def lab_template_yaml(**options: str) -> str:
+    from helpers.template import template_to_yaml
+
+    return template_to_yaml(exercise.lab_template(**options))
+
+
+def read_everything(aws: Aws, stack: str) -> dict:
+    """Every read a notebook or the CLI makes about a stack; any HTTP 500 raises here."""
+    return {
+        "stack": aws.cfn.describe_stacks(StackName=stack)["Stacks"][0],
+        "events": aws.events(stack),
+        "resources": aws.cfn.describe_stack_resources(StackName=stack)["StackResources"],
+        "summaries": aws.cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"],
+        "listed": aws.cfn.list_stacks()["StackSummaries"],
+    }
+
+
+def live_instances(aws: Aws, stack: str) -> list[str]:
+    found = aws.ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:Name", "Values": [f"{stack}-instance"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+
+@pytest.mark.parametrize("command", ["deploy", "create-stack"])
+@pytest.mark.parametrize(
+    ("case", "failed", "reason_start", "error_code"),
+    [
+        ("missing key pair", "Ec2Instance", "The key pair '{key}' does not exist",
+         "InvalidKeyPair.NotFound"),
+        ("unknown AMI", "Ec2Instance", f"The image id '[{EXERCISE_AMI}]' does not exist",
+         "InvalidAMIID.NotFound"),
+        ("bad CIDR in the group", "InstanceSecurityGroup", "invalid CIDR subnet specification",
+         "InvalidParameterValue"),
+    ],
+)  # fmt: skip
+def test_lab_template_failures_roll_back_and_reads_never_fail(
+    aws: Aws, command: str, case: str, failed: str, reason_start: str, error_code: str
+) -> None:
+    """The reported bug: with the lab's template (outputs !Ref/!GetAtt the instance) a failed
+    create left DescribeStacks answering HTTP 500 for good — reading the outputs re-ran
+    RunInstances. Each failure must roll back and every read must answer."""
+    key, stack = unique("key"), unique("lab")
+    options = {"key_name": key}
+    if case != "missing key pair":
+        aws.ec2.create_key_pair(KeyName=key)
+    if case == "unknown AMI":
+        aws.ssm.put_parameter(
+            Name=BAD_AMI_PARAMETER, Value=EXERCISE_AMI, Type="String", Overwrite=True
+        )
+        options["ami_parameter"] = BAD_AMI_PARAMETER
+    if case == "bad CIDR in the group":
+        options["ssh_cidr"] = "999.1.1.1/99"
+    template = lab_template_yaml(**options)
+    groups_before = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+
+    if command == "deploy":
+        result = aws.deploy(template, stack)
+        assert result.returncode == 255, result.stderr
+        assert "Failed to create/update the stack" in result.stderr
+    else:
+        result = aws.create_stack(template, stack)
+        assert result.returncode == 0, result.stderr
+    assert "Internal Server Error" not in result.stderr
+
+    for _ in range(2):  # the same answers every time: nothing is (re)created by reading
+        seen = read_everything(aws, stack)
+        assert seen["stack"]["StackStatus"] == "ROLLBACK_COMPLETE"
+        assert "Outputs" not in seen["stack"]  # as on AWS: a rolled-back stack has none
+        assert seen["resources"] == [] and seen["summaries"] == []
+    events = seen["events"]
+    created_first = failed == "Ec2Instance"
+    expected = [(stack, "CREATE_IN_PROGRESS")]
+    if created_first:
+        expected += [("InstanceSecurityGroup", "CREATE_IN_PROGRESS")] * 2
+        expected += [("InstanceSecurityGroup", "CREATE_COMPLETE")]
+    expected += [(failed, "CREATE_IN_PROGRESS"), (failed, "CREATE_FAILED")]
+    expected += [(stack, "ROLLBACK_IN_PROGRESS"), (failed, "DELETE_COMPLETE")]
+    if created_first:
+        expected += [
+            ("InstanceSecurityGroup", "DELETE_IN_PROGRESS"),
+            ("InstanceSecurityGroup", "DELETE_COMPLETE"),
+        ]
+    expected += [(stack, "ROLLBACK_COMPLETE")]
+    if command == "deploy":  # a change set first makes the stack, in review
+        expected.insert(0, (stack, "REVIEW_IN_PROGRESS"))
+    assert sequence(events) == expected
+    (failure,) = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
+    assert failure["ResourceStatusReason"].startswith(reason_start.format(key=key)), failure
+    assert f"Error Code: {error_code}" in failure["ResourceStatusReason"]
+    cli_ids = [e["EventId"] for e in aws.cli_events(stack)]  # the CLI's own reads answer too
+    assert cli_ids == [e["EventId"] for e in events]
+    assert live_instances(aws, stack) == []
+    groups_after = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+    assert groups_after <= groups_before, "a security group of the failed stack was left"
+
+    aws.cfn.delete_stack(StackName=stack)
+    assert stack not in {s["StackName"] for s in aws.cfn.describe_stacks()["Stacks"]}
+
+
+def test_lab_stack_outputs_then_deleted_stack_reads_create_nothing(aws: Aws) -> None:
+    key, stack = unique("key"), unique("lab")
+    aws.ec2.create_key_pair(KeyName=key)
+    assert aws.create_stack(lab_template_yaml(key_name=key), stack).returncode == 0
+    described = aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+    (instance,) = live_instances(aws, stack)
+    assert outputs["InstanceId"] == instance
+    assert outputs["PublicIp"].count(".") == 3
+
+    aws.cfn.delete_stack(StackName=stack)
+    for _ in range(2):
+        gone = aws.cfn.describe_stacks(StackName=described["StackId"])["Stacks"][0]
+        assert gone["StackStatus"] == "DELETE_COMPLETE" and "Outputs" not in gone
+        assert (
+            aws.cfn.list_stack_resources(StackName=described["StackId"])["StackResourceSummaries"]
+            == []
+        )
+    assert live_instances(aws, stack) == []  # reading outputs did not launch a new instance
+
+
+@pytest.mark.parametrize("command", ["deploy", "create-stack"])
+def test_missing_ssm_parameter_is_a_validation_error(aws: Aws, command: str) -> None:
+    stack = unique("lab")
+    template = lab_template_yaml(ami_parameter="/aws/service/no-such-parameter")
+    result = (
+        aws.deploy(template, stack) if command == "deploy" else aws.create_stack(template, stack)
+    )
+
+    assert result.returncode == 255
+    assert "(ValidationError)" in result.stderr
+    assert (
+        "Unable to fetch parameters [/aws/service/no-such-parameter] from parameter store for "
+        "this account." in result.stderr
+    )
+    assert stack not in {s["StackName"] for s in aws.cfn.list_stacks()["StackSummaries"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def test_environment_precedence_bash_env_and_circle_variables(tmp_path: Path) ->
     assert "user=udacity repo=rollback-lab" in out
     assert f"branch=main sha={head(tmp_path / 'repo')}" in out
     assert "wd=~/project" in out
-    home = out.split("home=")[1].split()[0]
+    home = out.rsplit("home=", 1)[1].split()[0]
     assert f"pwd={home}/project" in out
 
 
@@ -338,8 +339,9 @@ def test_cancel_job_kills_the_process_group_and_skips_on_fail(tmp_path: Path) ->
     pids: list[int] = []
 
     def on_event(kind: str, data: dict) -> None:
-        if kind == "step_output" and "pid=" in data["message"]:
-            pids.append(int(data["message"].split("pid=")[1].split()[0]))
+        match = re.search(r"^pid=(\d+)", data.get("message", ""), re.M)
+        if kind == "step_output" and match:
+            pids.append(int(match.group(1)))
             started.set()
 
     observer = RecordingObserver(on_event=on_event)

@@ -35,7 +35,10 @@ def configure_trigger(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=1800.0, help="seconds to watch before giving up"
     )
     parser.add_argument(
-        "--poll", type=float, default=2.0, help="seconds between the first polls (then longer)"
+        "--poll",
+        type=float,
+        default=None,
+        help="seconds between the first polls, then longer (default: 2, or 0.05 on loopback)",
     )
     parser.add_argument(
         "--host", help="CircleCI URL (default: $CIRCLECI_CLI_HOST or https://circleci.com)"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal, TextIO
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -50,6 +51,12 @@ _LOG_STATUSES = frozenset({"failed", "timedout", "infrastructure_fail"})
 _TRANSIENT = (TransportError, ServerError, RateLimited)
 _MAX_TRANSIENT = 3  # consecutive poll failures tolerated (each already retried by the client)
 _NO_WORKFLOW_GRACE = 15.0  # seconds a created pipeline may show no workflows before we stop
+# Poll waits (first, longest). circleci.com rate-limits and its jobs take seconds to minutes, so
+# polls there start at 2 s and back off; the local CircleCI answers on loopback in milliseconds,
+# where a 2-15 s wait would only add that much to every pipeline the lab watches.
+REMOTE_POLL = (2.0, 15.0)
+LOCAL_POLL = (0.05, 0.1)
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _ICONS = {
     "success": "✓",
     "failed": "✗",
@@ -147,8 +154,8 @@ def watch(
     client: CircleCIClient,
     pipeline_id: str,
     *,
-    poll: float = 2.0,
-    max_poll: float = 15.0,
+    poll: float | None = None,
+    max_poll: float | None = None,
     timeout: float = 1800.0,
     view: View = "auto",
     stream: TextIO | None = None,
@@ -183,8 +190,8 @@ def watch_pipeline(
     client: CircleCIClient,
     pipeline_id: str,
     *,
-    poll: float = 2.0,
-    max_poll: float = 15.0,
+    poll: float | None = None,
+    max_poll: float | None = None,
     timeout: float = 1800.0,
     view: View = "auto",
     stream: TextIO | None = None,
@@ -192,7 +199,13 @@ def watch_pipeline(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> WatchResult:
-    """Poll (waits grow from ``poll`` to ``max_poll`` while nothing changes) until done."""
+    """Poll (waits grow from ``poll`` to ``max_poll`` while nothing changes) until done.
+
+    Unset waits follow the host (:func:`poll_intervals`): short on the local CircleCI.
+    """
+    default_poll, default_max = poll_intervals(client.host)
+    poll = default_poll if poll is None else poll
+    max_poll = max(poll, default_max) if max_poll is None else max_poll
     screen = _make_view(view, stream)
     started = clock()
     interval = poll
@@ -227,6 +240,12 @@ def watch_pipeline(
                 _timeout_message(pipeline_id, snapshot, timeout), jobs=_frame(snapshot)
             )
         sleep(min(interval, left))
+
+
+def poll_intervals(host: str) -> tuple[float, float]:
+    """(first, longest) poll wait for a CircleCI at ``host``: short on loopback."""
+    name = urlsplit(host).hostname or ""
+    return LOCAL_POLL if name in _LOOPBACK_HOSTS else REMOTE_POLL
 
 
 def _snapshot(client: CircleCIClient, pipeline_id: str) -> WatchResult:

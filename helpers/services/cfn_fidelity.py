@@ -16,7 +16,12 @@ methods (never its files):
   with one name); a template AWS would reject is rejected with AWS's ValidationError text;
 - DescribeStackEvents pages, newest first, with NextToken (100 events a page: what AWS
   returns in practice; its docs only promise pages of at most 1 MB);
-- deleted stacks get a DeletionTime.
+- deleted stacks get a DeletionTime;
+- reading a stack never creates anything: moto's ResourceMap makes a resource the first time
+  anything looks it up, so an output such as ``!Ref Ec2Instance`` of a stack whose instance
+  failed (or was deleted) would call RunInstances again from DescribeStacks — failing with a
+  500 each time, or leaving a stray instance. Lookups create only inside a stack operation
+  (:func:`_building`); outputs and exports are shown only for a stack whose resources exist.
 
 Event times come from one clock that never repeats a value, and each resource takes a short
 real pause (``ROLLBACK_LAB_CFN_STEP_SECONDS``, default 0.2 s) so a chart shows bars with
@@ -39,7 +44,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
@@ -109,6 +115,9 @@ REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
         "_parse_template",
         "_create_resource_map",
         "_create_output_map",
+        "outputs",
+        "exports",
+        "stack_resources",
     ),
     "moto.cloudformation.models:CloudFormationBackend": (
         "create_stack",
@@ -125,6 +134,7 @@ REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
         "load",
         "build_resource_diff",
         "_delete_resource",
+        "parse_ssm_parameter",
     ),
     "moto.cloudformation.responses:CloudFormationResponse": (
         "describe_stack_events",
@@ -168,6 +178,14 @@ def check_moto_internals() -> None:
         f"moto.cloudformation.models:Event no longer sets {name}"
         for name in ("timestamp", "event_id", "resource_status")
         if not hasattr(probe, name)
+    )
+    from moto.cloudformation.parsing import ResourceMap
+
+    resource_map = ResourceMap("s", "n", {}, {}, "us-east-1", "123456789012", {}, {})
+    problems.extend(
+        f"moto.cloudformation.parsing:ResourceMap no longer sets {name}"
+        for name in ("_parsed_resources", "_resource_json_map")
+        if not isinstance(getattr(resource_map, name, None), dict)
     )
     if problems:
         raise MotoIncompatible(
@@ -430,6 +448,23 @@ def validate_template(template: Mapping[str, Any], region: str) -> None:
     dependency_order(resources)
 
 
+_ORIGINAL_PARSE_SSM_PARAMETER: Any = None
+
+
+def _ssm_parameter_value(self: Any, value: str, value_type: str) -> Any:
+    """Replaces ``ResourceMap.parse_ssm_parameter`` (an AttributeError, so HTTP 500, when the
+    parameter is missing) with AWS's ValidationError at CreateStack / CreateChangeSet."""
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.ssm.models import ssm_backends
+
+    backend = ssm_backends[self._account_id][self._region_name]
+    if not isinstance(value, str) or backend.get_parameter(value) is None:
+        raise ValidationError(
+            message=f"Unable to fetch parameters [{value}] from parameter store for this account."
+        )
+    return _ORIGINAL_PARSE_SSM_PARAMETER(self, value, value_type)
+
+
 # --- resources ---------------------------------------------------------------------------
 
 
@@ -513,6 +548,139 @@ def _tag_ec2_resource(stack: Any, logical_id: str, resource: Any) -> None:
         backend.create_tags([resource.physical_resource_id], tags)
 
 
+def _security_group_ids(stack: Any) -> set[str]:
+    from moto.ec2 import models as ec2_models
+
+    backend = ec2_models.ec2_backends[stack.account_id][stack.region_name]
+    return {group.id for group in backend.describe_security_groups()}
+
+
+def _discard_half_made_group(stack: Any, logical_id: str, body: Any, before: set[str]) -> None:
+    """moto makes a security group, then fails on a bad rule and keeps it; AWS keeps nothing
+    of a resource that failed to create. Only a group new since ``before`` and named as this
+    resource's is removed."""
+    from moto.ec2 import models as ec2_models
+
+    backend = ec2_models.ec2_backends[stack.account_id][stack.region_name]
+    properties = body.get("Properties") or {}
+    given_name = properties.get("GroupName") if isinstance(properties, dict) else None
+    for group in backend.describe_security_groups():
+        ours = group.name == given_name or group.name.startswith(f"{stack.name}-{logical_id}-")
+        if group.id not in before and ours:
+            backend.delete_security_group(group_id=group.id)
+
+
+# --- reads never create ----------------------------------------------------------------------
+
+# A stack in one of these has no outputs or exports (as on AWS): its resources do not all exist.
+OUTPUTLESS_STATUSES = {
+    "CREATE_PENDING",  # moto's, before creation starts
+    "REVIEW_IN_PROGRESS",
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "DELETE_COMPLETE",
+}
+_BUILDER = threading.local()
+_ORIGINAL_GETITEM: Any = None
+
+
+class ResourceAbsent(KeyError):
+    """A template's resource that does not exist now: not created yet, failed, or deleted."""
+
+
+@contextmanager
+def _building() -> Iterator[None]:
+    """Let this thread's ResourceMap lookups create resources — only stack operations may."""
+    depth = getattr(_BUILDER, "depth", 0)
+    _BUILDER.depth = depth + 1
+    try:
+        yield
+    finally:
+        _BUILDER.depth = depth
+
+
+def _resource_lookup(self: Any, key: str) -> Any:
+    """Replaces ``ResourceMap.__getitem__``, which creates whatever it is asked for: outside
+    :func:`_building` it only looks (a KeyError, so ``in`` and ``.get`` keep working)."""
+    parsed = self._parsed_resources
+    if key in parsed:
+        return parsed[key]
+    if getattr(_BUILDER, "depth", 0):
+        return _ORIGINAL_GETITEM(self, key)
+    raise ResourceAbsent(key)
+
+
+def _evaluated(stack: Any, value: Any) -> tuple[bool, Any]:
+    """(True, value) with Ref/GetAtt/Sub… resolved; (False, None) when it cannot be now."""
+    from moto.cloudformation.parsing import clean_json
+
+    try:
+        return True, clean_json(value, stack.resource_map)
+    except Exception:  # noqa: BLE001 (a read must answer: what cannot be resolved is left out)
+        return False, None
+
+
+def _stack_exports(self: Any) -> list[Any]:
+    """Replaces ``Stack.exports``: only a stack whose resources exist exports anything."""
+    from moto.cloudformation.parsing import Export
+
+    if self.status in OUTPUTLESS_STATUSES:
+        return []
+    found = []
+    for body in (self.template_dict.get("Outputs") or {}).values():
+        if not isinstance(body, dict) or not body.get("Export"):
+            continue
+        named, name = _evaluated(self, body["Export"].get("Name"))
+        valued, value = _evaluated(self, body.get("Value"))
+        if named and valued:
+            found.append(Export(self.stack_id, name, value))
+    return found
+
+
+def _stack_outputs(self: Any) -> list[dict[str, Any]] | None:
+    """Replaces ``Stack.outputs``: none while creating or once rolled back or deleted (as on
+    AWS), and never by creating what an output refers to."""
+    if self.status in OUTPUTLESS_STATUSES:
+        return None
+    exports = _stack_exports(self)
+    outputs = []
+    for key, body in (self.template_dict.get("Outputs") or {}).items():
+        condition = body.get("Condition") if isinstance(body, dict) else None
+        if condition and not self.resource_map.lazy_condition_map.get(condition):
+            continue
+        if not isinstance(body, dict) or "Value" not in body:
+            continue
+        resolved, value = _evaluated(self, body["Value"])
+        if not resolved:
+            continue
+        described, description = _evaluated(self, body.get("Description"))
+        outputs.append(
+            {
+                "OutputKey": key,
+                "OutputValue": value,
+                "Description": description if described else None,
+                "ExportName": next((e.name for e in exports if e.value == value), None),
+            }
+        )
+    return outputs or None
+
+
+def _stack_resources(self: Any) -> list[Any]:
+    """Replaces ``Stack.stack_resources`` (moto iterates its lazy map, creating every resource
+    not there — after a rollback, all of them again): the resources that exist."""
+    resource_map = self.resource_map
+    existing = (resource_map._parsed_resources.get(n) for n in resource_map._resource_json_map)
+    return [r for r in existing if r is not None and not isinstance(r, (str, dict, list))]
+
+
+def _register_exports(backend: Any, stack: Any) -> None:
+    for export in stack.exports:
+        backend.exports[export.name] = export
+
+
 def create_resources(stack: Any) -> None:
     """Replaces ``Stack.create_resources``: one resource at a time, rollback on failure."""
     stack.status = "CREATE_IN_PROGRESS"
@@ -539,10 +707,16 @@ def create_resources(stack: Any) -> None:
             physical_id="",
             resource_type=resource_type,
         )
+        groups_before = (
+            _security_group_ids(stack) if resource_type == "AWS::EC2::SecurityGroup" else None
+        )
         try:
-            resource = resource_map[logical_id]
+            with _building():
+                resource = resource_map[logical_id]
             _tag_ec2_resource(stack, logical_id, resource)
         except Exception as exc:  # noqa: BLE001 (any backend error fails the resource, as on AWS)
+            if groups_before is not None:
+                _discard_half_made_group(stack, logical_id, body, groups_before)
             _pause(resource_type, 0.5)  # AWS takes a moment to call the service and fail
             emit(
                 stack,
@@ -702,7 +876,9 @@ def _patched_backend_methods(original: Mapping[str, Any]) -> dict[str, Any]:
             validate_template(parse_template_body(template), self.region_name)
             if _live_stack(self, name) is not None:
                 raise AlreadyExistsException(f"Stack [{name}] already exists")
-            return original["create_stack"](self, name, template, parameters, **kwargs)
+            stack = original["create_stack"](self, name, template, parameters, **kwargs)
+            _register_exports(self, stack)
+            return stack
 
     def create_change_set(
         self: Any,
@@ -799,13 +975,15 @@ def _patched_backend_methods(original: Mapping[str, Any]) -> dict[str, Any]:
             validate_template(parse_template_body(template), self.region_name)
             stack = self.get_stack(name)
             _refuse_update(stack)
-            return original["update_stack"](self, name, template, *args, **kwargs)
+            with _building():
+                return original["update_stack"](self, name, template, *args, **kwargs)
 
     def delete_stack(self: Any, name_or_stack_id: str) -> None:
         with _OPERATIONS:
             stack = _live_stack(self, name_or_stack_id)
             if stack is None:
                 return  # as on AWS: deleting a stack that is not there is not an error
+            exports = stack.exports  # while they can still be read
             try:
                 stack.delete()
             except _DeleteFailed:
@@ -815,7 +993,7 @@ def _patched_backend_methods(original: Mapping[str, Any]) -> dict[str, Any]:
             for change_set_id, change_set in list(self.change_sets.items()):
                 if change_set.stack_id == stack.stack_id:
                     del self.change_sets[change_set_id]
-            for export in stack.exports:
+            for export in exports:
                 self.exports.pop(export.name, None)
 
     return {
@@ -838,6 +1016,7 @@ def _execute_create(backend: Any, stack: Any, change_set: Any) -> bool:
     stack.output_map = stack._create_output_map()
     emit(stack, "CREATE_IN_PROGRESS", "User Initiated")
     create_resources(stack)
+    _register_exports(backend, stack)
     return stack.status == "CREATE_COMPLETE"
 
 
@@ -870,7 +1049,8 @@ def _execute_update(stack: Any, change_set: Any) -> bool:
             resource_type=new_resources[name]["Type"],
         )
     try:
-        change_set.apply()
+        with _building():
+            change_set.apply()
     except Exception as exc:  # noqa: BLE001
         stack.status = "UPDATE_ROLLBACK_FAILED"
         stack.status_reason = (
@@ -962,11 +1142,13 @@ def _aws_key_pair_message(self: Any, key: Iterable[str] | str) -> None:
 
 def install() -> None:
     """Extend moto in this process (idempotent). Raises MotoIncompatible on a changed moto."""
-    global _installed, _ORIGINAL_VALIDATE_DIFFERENT_UPDATE
+    global _installed, _ORIGINAL_VALIDATE_DIFFERENT_UPDATE, _ORIGINAL_GETITEM
+    global _ORIGINAL_PARSE_SSM_PARAMETER
     if _installed:
         return
     check_moto_internals()
     from moto.cloudformation.models import CloudFormationBackend, Stack
+    from moto.cloudformation.parsing import ResourceMap
     from moto.cloudformation.responses import CloudFormationResponse
     from moto.ec2.exceptions import InvalidKeyPairNameError
 
@@ -977,6 +1159,13 @@ def install() -> None:
     Stack.delete = delete_stack_resources
     Stack.deletion_time = None
     Stack.status_reason = None
+    Stack.outputs = property(_stack_outputs)
+    Stack.exports = property(_stack_exports)
+    Stack.stack_resources = property(_stack_resources)
+    _ORIGINAL_GETITEM = ResourceMap.__getitem__
+    ResourceMap.__getitem__ = _resource_lookup
+    _ORIGINAL_PARSE_SSM_PARAMETER = ResourceMap.parse_ssm_parameter
+    ResourceMap.parse_ssm_parameter = _ssm_parameter_value
     CloudFormationResponse.describe_stack_events = describe_stack_events_paged
     _ORIGINAL_VALIDATE_DIFFERENT_UPDATE = CloudFormationResponse._validate_different_update
     CloudFormationResponse._validate_different_update = _validate_different_update

@@ -29,6 +29,8 @@ def run_step(ctx: StepContext, args: Mapping[str, object]) -> StepOutcome:
     timeout = parse_duration(args.get("no_output_timeout"), DEFAULT_NO_OUTPUT_TIMEOUT)
 
     def execute() -> StepOutcome:
+        # CircleCI opens every run step's log with the shell line and the command itself.
+        ctx.emit(f"#!{shell}\n{command.rstrip()}\n")
         started: list[subprocess.Popen[bytes]] = []
 
         def on_start(proc: subprocess.Popen[bytes]) -> None:
@@ -59,7 +61,10 @@ def run_step(ctx: StepContext, args: Mapping[str, object]) -> StepOutcome:
         if result.ending == "canceled":
             return StepOutcome("canceled", None)
         if result.exit_code:
-            ctx.emit(f"\nExited with code exit status {result.exit_code}\n")
+            ctx.emit(
+                f"\nExited with code exit status {result.exit_code}\n"
+                f"CircleCI received exit code {result.exit_code}\n"
+            )
             return StepOutcome.failed(result.exit_code)
         return StepOutcome.ok()
 

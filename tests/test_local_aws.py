@@ -463,8 +463,6 @@ def test_lab_template_failures_roll_back_and_reads_never_fail(
     (failure,) = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
     assert failure["ResourceStatusReason"].startswith(reason_start.format(key=key)), failure
     assert f"Error Code: {error_code}" in failure["ResourceStatusReason"]
-    cli_ids = [e["EventId"] for e in aws.cli_events(stack)]  # the CLI's own reads answer too
-    assert cli_ids == [e["EventId"] for e in events]
     assert live_instances(aws, stack) == []
     groups_after = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
     assert groups_after <= groups_before, "a security group of the failed stack was left"

@@ -39,8 +39,11 @@ format: setup
 
 test: lint
 	$(BIN)/python -m pytest -rs tests $(PYTEST_ARGS)
-	$(BIN)/python -m pytest $(NBVAL) notebooks $(PYTEST_ARGS)
-	-$(BIN)/rollback-lab down
+	@# The notebooks get a workspace and chart folder of their own (never the student's
+	@# lab-workspace); the local services they start are stopped whether nbval passes or not.
+	ROLLBACK_LAB_WORKSPACE=$(CURDIR)/build/test-workspace LAB_OUTPUT_DIR=$(CURDIR)/build/test-charts \
+	  $(BIN)/python -m pytest $(NBVAL) notebooks $(PYTEST_ARGS); status=$$?; \
+	  $(BIN)/rollback-lab down; exit $$status
 
 bench: setup
 	$(BIN)/rollback-lab bench

@@ -1,17 +1,22 @@
 """``rollback-lab demo``: run the lab's notebooks headless, as a class would with Run All.
 
-Each ``notebooks/[0-9]*.ipynb`` runs in order with papermill on a kernel of this very Python
-environment (never whatever ``python3`` kernel a machine happens to have registered), and lands
-in the out folder twice: the executed notebook and an HTML page of it. The first failing cell
-stops the run and is named (notebook, cell, error), so the exit status tells CI what broke.
+The local services (AWS on moto, the local CircleCI) are started first unless they already run
+for the state dir (``ROLLBACK_LAB_STATE_DIR`` or ``--state-dir``), and stopped at the end only if
+the demo started them. Each ``notebooks/[0-9]*.ipynb`` runs in order with papermill on a kernel
+of this very Python environment (never whatever ``python3`` kernel a machine happens to have
+registered), and lands in the out folder twice: the executed notebook and an HTML page of it;
+the charts the notebooks draw are saved under ``<out>/charts``. The first failing cell stops the
+run and is named (notebook, cell, error), so the exit status tells CI what broke.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +146,17 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
         "--notebooks", type=Path, default=NOTEBOOKS, help="folder of numbered notebooks"
     )
     parser.add_argument(
+        "--services",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start the local services for the run (default) and stop them afterwards",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="local-services instance (default: $ROLLBACK_LAB_STATE_DIR, else the user cache)",
+    )
+    parser.add_argument(
         "--workspace",
         type=Path,
         default=None,
@@ -155,8 +171,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"rollback-lab demo: no numbered notebooks in {args.notebooks}", file=sys.stderr)
         return 1
     workspace = Path(args.workspace) if args.workspace else out / "workspace"
-    parameters = {"WORKSPACE": str(workspace.resolve())}
-    runs = run_all(notebooks, out, parameters)
+    charts = out / "charts"
+    parameters = {"WORKSPACE": str(workspace.resolve()), "OUTPUT_DIR": str(charts)}
+    with _local_services(args.services, args.state_dir):
+        runs = run_all(notebooks, out, parameters)
     failed = [run for run in runs if not run.ok]
     if failed:
         skipped = notebooks[len(runs) :]
@@ -166,5 +184,51 @@ def run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"rollback-lab demo: {len(runs)} notebook(s) ran; open {out}/*.html")
+    print(_summary(runs, out, sorted(charts.glob("*.png"))))
     return 0
+
+
+@contextmanager
+def _local_services(wanted: bool, state_dir: str | None) -> Iterator[None]:
+    """Start the local services unless they run; stop them afterwards only if started here.
+    Kernels inherit this process's environment, so the notebooks attach to this instance."""
+    if not wanted:
+        yield
+        return
+    from helpers.services import (
+        STATE_DIR_ENV,
+        ensure_services,
+        resolve_state_dir,
+        services_status,
+        stop_services,
+    )
+
+    directory = resolve_state_dir(state_dir)
+    saved = dict(os.environ)  # ensure_services points this process at the services: undone below
+    os.environ[STATE_DIR_ENV] = str(directory)
+    started = services_status(directory) is None
+    endpoints = ensure_services(directory)
+    how = "started" if started else "already running"
+    print(
+        f"local services {how}: AWS {endpoints.aws_endpoint_url}, "
+        f"CircleCI {endpoints.circleci_url} (state dir {directory})",
+        flush=True,
+    )
+    try:
+        yield
+    finally:
+        if started:
+            stop_services(directory)
+            print("local services stopped", flush=True)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _summary(runs: Sequence[NotebookRun], out: Path, charts: Sequence[Path]) -> str:
+    seconds = sum(run.seconds for run in runs)
+    lines = [f"rollback-lab demo: {len(runs)} notebook(s) ran in {seconds:.1f} s; in {out}:"]
+    lines += [f"  {run.executed.name:<34} {run.html.name}" for run in runs]
+    if charts:
+        lines.append(f"charts in {charts[0].parent}:")
+        lines += [f"  {chart.name}" for chart in charts]
+    return "\n".join(lines)

@@ -44,6 +44,7 @@ from helpers.checks import check as check_workspace
 from helpers.checks import rubric as mark_rubric
 from helpers.checks.aws import AwsTarget
 from helpers.checks.aws import client as aws_client
+from helpers.circleci.errors import TOKEN_VARIABLES
 from helpers.errors import InputError, LabError
 from helpers.workspace import Workspace, redact_url
 
@@ -61,9 +62,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "build" / "lab-output"
 #: What the exercise stores in CircleCI's project settings so jobs can call AWS.
 AWS_PROJECT_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-TOKEN_VARIABLES = ("CIRCLE_TOKEN", "CIRCLECI_CLI_TOKEN")
-_TERMINAL_STACK = re.compile(r"(_COMPLETE|_FAILED)$")
-_LOOPBACK = re.compile(r"^https?://(127\.|localhost|\[::1\])")
+STEP_COLUMNS = ("step", "status", "exit_code", "started_at", "stopped_at", "output")
+# Statuses that will not change by themselves (REVIEW_IN_PROGRESS: a change set never executed).
+_SETTLED_STACK = re.compile(r"(_COMPLETE|_FAILED)$|^REVIEW_IN_PROGRESS$")
 
 
 class SetupIncomplete(LabError):
@@ -173,16 +174,11 @@ def real_mode_problems(ws: Workspace, project_slug: str) -> list[str]:
             "CIRCLE_TOKEN is not set: create a personal API token on circleci.com (User "
             "Settings → Personal API Tokens) and export CIRCLE_TOKEN before starting Jupyter"
         )
-    host = os.environ.get("CIRCLECI_CLI_HOST", "")
-    if _LOOPBACK.match(host):
-        problems.append(
-            f"CIRCLECI_CLI_HOST points at the local CircleCI ({host}): unset it (a kernel "
-            "that ran in local mode keeps it; restart the kernel)"
-        )
     if os.environ.get("AWS_ENDPOINT_URL"):
         problems.append(
             f"AWS_ENDPOINT_URL is set ({os.environ['AWS_ENDPOINT_URL']}), so AWS calls would "
-            "not reach AWS: unset it (a kernel that ran in local mode keeps it; restart the kernel)"
+            "not reach AWS: unset it, and CIRCLECI_CLI_HOST with it (a kernel that ran in local "
+            "mode keeps both; restart the kernel)"
         )
     elif _aws_credentials() is None:
         problems.append(
@@ -452,7 +448,7 @@ class Lab:
             if not found:
                 raise StackNotFound(f"no stack named {name!r}, live or deleted")
             status = found[-1]["StackStatus"]
-            if _TERMINAL_STACK.search(status) or time.monotonic() > deadline:
+            if _SETTLED_STACK.search(status) or time.monotonic() > deadline:
                 return status
             time.sleep(pause)
 
@@ -554,8 +550,7 @@ class PipelineRun:
             }
             for log in self._step_logs(job)
         ]
-        return pd.DataFrame(rows, columns=["step", "status", "exit_code", "started_at",
-                                           "stopped_at", "output"])  # fmt: skip
+        return pd.DataFrame(rows, columns=list(STEP_COLUMNS))
 
     def step_output(self, job: str, step: str) -> CommandResult:
         """One step's log, as CircleCI's job page shows it."""
@@ -663,7 +658,7 @@ class Mark:
 class Marks(list[Mark]):
     """The whole rubric, one ✓/✗ row per need."""
 
-    def __init__(self, rubric: Rubric) -> None:
+    def __init__(self, rubric: Rubric | Iterable[RubricItem]) -> None:
         super().__init__(Mark(item) for item in rubric)
 
     def need(self, number: int) -> Mark:
@@ -683,12 +678,14 @@ class Marks(list[Mark]):
         return "\n".join(repr(mark) for mark in self)
 
     def _repr_html_(self) -> str:
-        return self.frame()._repr_html_()
+        return "".join(mark._repr_html_() for mark in self)  # whole reasons, not truncated
 
 
 def rubric(workspace: str | os.PathLike[str] | None = None) -> Marks:
-    """The six needs of the workspace's config, ✓ or ✗ (files only: no AWS is asked)."""
-    return Marks(mark_rubric(_workspace_dir(workspace), check_aws=False))
+    """The six needs of the workspace's config, ✓ or ✗ (files only: no AWS is asked, so the
+    final "no stacks left" is not part of it)."""
+    marked = mark_rubric(_workspace_dir(workspace), check_aws=False)
+    return Marks(item for item in marked if item.status != "not checked")
 
 
 def need(number: int, workspace: str | os.PathLike[str] | None = None) -> Mark:

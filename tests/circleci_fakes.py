@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from helpers.circleci import models as m
 from helpers.circleci import spec
+from helpers.circleci.transport import RetryPolicy
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 USER_ID = "8f5f8c1e-3c1a-4d7e-9a55-0d6a4c8d7e21"
@@ -543,3 +544,24 @@ def exercise_run(pid: str, *, smoke: m.JobStatus = "failed") -> list[Snapshot]:
         Snapshot("created", [workflow(pid, status=final, wid=wid)],
                  {wid: [create_done, smoke_done]}),
     ]  # fmt: skip
+
+
+class FakeClock:
+    """A clock the client's retries and watch() sleep on without waiting: sleeps advance it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def policy(clock: FakeClock, **overrides: float) -> RetryPolicy:
+    settings = {"attempts": 4, "backoff": 0.01, "max_backoff": 0.05, "total": 30.0}
+    settings.update(overrides)
+    return RetryPolicy(**settings, sleep=clock.sleep, clock=clock)  # type: ignore[arg-type]

@@ -37,15 +37,20 @@ SG = ("InstanceSecurityGroup", "AWS::EC2::SecurityGroup")
 EC2 = ("Ec2Instance", "AWS::EC2::Instance")
 
 
-def created(stack: Stack | None = None) -> Stack:
-    """`aws cloudformation deploy` of the exercise's template: change set, then create."""
-    stack = stack or Stack()
+def _creating_the_instance(stack: Stack) -> Stack:
+    """The deploy up to the instance: change set, stack, security group, instance started."""
     stack.stack("REVIEW_IN_PROGRESS", "User Initiated", after=0)
     stack.stack("CREATE_IN_PROGRESS", "User Initiated", after=2)
     stack.resource(*SG, "CREATE_IN_PROGRESS")
     stack.resource(*SG, "CREATE_IN_PROGRESS", "Resource creation Initiated", "sg-0abc")
     stack.resource(*SG, "CREATE_COMPLETE", physical_id="sg-0abc", after=5)
     stack.resource(*EC2, "CREATE_IN_PROGRESS")
+    return stack
+
+
+def created(stack: Stack | None = None) -> Stack:
+    """`aws cloudformation deploy` of the exercise's template: change set, then create."""
+    stack = _creating_the_instance(stack or Stack())
     stack.resource(*EC2, "CREATE_IN_PROGRESS", "Resource creation Initiated", "i-0123")
     stack.resource(*EC2, "CREATE_COMPLETE", physical_id="i-0123", after=30)
     stack.stack("CREATE_COMPLETE")
@@ -65,13 +70,7 @@ def deleted(stack: Stack) -> Stack:
 
 def native_rollback(stack: Stack | None = None) -> Stack:
     """CloudFormation's own rollback: the instance names a key pair that does not exist."""
-    stack = stack or Stack()
-    stack.stack("REVIEW_IN_PROGRESS", "User Initiated", after=0)
-    stack.stack("CREATE_IN_PROGRESS", "User Initiated", after=2)
-    stack.resource(*SG, "CREATE_IN_PROGRESS")
-    stack.resource(*SG, "CREATE_IN_PROGRESS", "Resource creation Initiated", "sg-0abc")
-    stack.resource(*SG, "CREATE_COMPLETE", physical_id="sg-0abc", after=5)
-    stack.resource(*EC2, "CREATE_IN_PROGRESS")
+    stack = _creating_the_instance(stack or Stack())
     stack.resource(*EC2, "CREATE_FAILED", KEY_PAIR_REASON, after=1)
     stack.stack("ROLLBACK_IN_PROGRESS", ROLLBACK_REASON)
     stack.resource(*EC2, "DELETE_COMPLETE", after=1)

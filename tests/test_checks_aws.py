@@ -4,7 +4,6 @@ its own process, started with `helpers.services.ensure_services` in a temporary 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -12,8 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-import boto3
 import pytest
+from support import TEST_CREDENTIALS, aws_client, local_services
 
 from helpers import exercise
 from helpers import pipeline_config as pc
@@ -22,7 +21,6 @@ from helpers.checks import check, delete_lab_stacks, list_lab_stacks, rubric
 from helpers.checks.aws import AwsTarget, AwsUnreachable, aws_target
 from helpers.cli import main
 from helpers.errors import InputError
-from helpers.services import ensure_services, stop_services
 from helpers.services.state import pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,33 +36,20 @@ Resources:
 @pytest.fixture(scope="module")
 def local_aws(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("checks-state")
-    saved = dict(os.environ)
-    os.environ["ROLLBACK_LAB_CFN_STEP_SECONDS"] = "0.02"  # inherited by the daemon
-    try:
-        endpoints = ensure_services(state_dir)
-    finally:  # ensure_services points this process at the services: keep other tests clean
-        os.environ.clear()
-        os.environ.update(saved)
-    yield endpoints
-    stop_services(state_dir)
+    # ensure_services points this process at the services: keep other tests clean
+    with local_services(state_dir, cfn_step_seconds="0.02", export_env=False) as endpoints:
+        yield endpoints
     assert not pid_alive(endpoints.pid)
 
 
 @pytest.fixture
 def target(local_aws) -> AwsTarget:
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return AwsTarget(local_aws.aws_endpoint_url, local_aws.region, creds)
+    return AwsTarget(local_aws.aws_endpoint_url, local_aws.region, dict(TEST_CREDENTIALS))
 
 
 @pytest.fixture
 def cloudformation(local_aws):
-    return boto3.client(
-        "cloudformation",
-        endpoint_url=local_aws.aws_endpoint_url,
-        region_name=local_aws.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return aws_client("cloudformation", local_aws.aws_endpoint_url, local_aws.region)
 
 
 @pytest.fixture
@@ -77,6 +62,14 @@ def prefix() -> str:
 def no_aws_env(monkeypatch):
     for name in ("AWS_ENDPOINT_URL", "LAB_BACKEND", "ROLLBACK_LAB_STATE_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def unreachable_aws(monkeypatch):
+    """AWS at a port nothing listens on, with credentials, so asking it fails to connect."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_port_url())
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 def closed_port_url() -> str:
@@ -120,23 +113,14 @@ def test_key_pair_missing_then_present(tmp_path, target, local_aws):
     assert missing.severity == "error" and key in missing.message
     assert findings.exit_code() == 1
 
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=local_aws.aws_endpoint_url,
-        region_name=local_aws.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ec2 = aws_client("ec2", local_aws.aws_endpoint_url, local_aws.region)
     ec2.create_key_pair(KeyName=key)
     findings = check(ws, target=target)
     assert "key-pair-missing" not in findings.rules()
     assert findings.exit_code() == 0
 
 
-def test_key_pair_not_checked_when_no_aws_answers(tmp_path, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_port_url())
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def test_key_pair_not_checked_when_no_aws_answers(tmp_path, unreachable_aws):
     ws = workspace(tmp_path, exercise.lab_config(), exercise.lab_template())
     findings = check(ws)
     (note,) = [f for f in findings if f.rule == "key-pair-not-checked"]
@@ -272,10 +256,7 @@ def test_rubric_no_stacks_left_fails_while_one_is_left(tmp_path, target, prefix,
     cloudformation.delete_stack(StackName=f"{prefix}abc1234")
 
 
-def test_rubric_no_stacks_left_is_not_checked_without_aws(tmp_path, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_port_url())
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def test_rubric_no_stacks_left_is_not_checked_without_aws(tmp_path, unreachable_aws):
     ws = workspace(tmp_path, exercise.lab_config(), exercise.lab_template())
     marks = rubric(ws)
     assert marks[-1].status == "not checked" and "cannot connect" in marks[-1].reason

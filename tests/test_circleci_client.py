@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import circleci_fakes as fake_api
 import pytest
-from circleci_fakes import SLUG, FakeCircleCI
+from circleci_fakes import SLUG, FakeCircleCI, policy
 
 from helpers.circleci.client import CircleCIClient, ProjectSlug
 from helpers.circleci.errors import (
@@ -26,48 +25,10 @@ from helpers.circleci.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from helpers.circleci.transport import RetryPolicy, parse_retry_after
+from helpers.circleci.transport import parse_retry_after
 from helpers.errors import InputError, LabError
 
 TRIGGER = f"/api/v2/project/{SLUG}/pipeline"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeCircleCI]:
-    server = FakeCircleCI().start()
-    yield server
-    server.stop()
-    assert server.contract_errors == []
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-def policy(clock: FakeClock, **overrides: float) -> RetryPolicy:
-    settings = {"attempts": 4, "backoff": 0.01, "max_backoff": 0.05, "total": 30.0}
-    settings.update(overrides)
-    return RetryPolicy(**settings, sleep=clock.sleep, clock=clock)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def client(fake: FakeCircleCI, clock: FakeClock) -> Iterator[CircleCIClient]:
-    with CircleCIClient(token=fake.token, host=fake.url, policy=policy(clock)) as c:
-        yield c
 
 
 # --- happy paths, shaped by the spec (the fake validates every body it sees) ------------------

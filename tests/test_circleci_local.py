@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from localci_api_support import SLUG, commit_files, linked, local_circleci, make_repo
+from support import SLUG, commit_files, linked, local_circleci, make_repo
 
 from helpers.circleci.client import CircleCIClient
 from helpers.circleci.errors import AuthError, NotFoundError

@@ -6,38 +6,16 @@ import io
 import json
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import nbformat
 import pandas as pd
 import pytest
-from circleci_fakes import FakeCircleCI, Snapshot, exercise_run, new_id
+from circleci_fakes import Snapshot, exercise_run, new_id
 from nbclient import NotebookClient
-from test_circleci_client import FakeClock, policy
 
 from helpers.circleci import models as m
-from helpers.circleci.client import CircleCIClient
 from helpers.circleci.errors import WatchTimeout
 from helpers.circleci.watch import FRAME_COLUMNS, watch, watch_pipeline
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeCircleCI]:
-    server = FakeCircleCI().start()
-    yield server
-    server.stop()
-    assert server.contract_errors == []
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def client(fake: FakeCircleCI, clock: FakeClock) -> Iterator[CircleCIClient]:
-    with CircleCIClient(token=fake.token, host=fake.url, policy=policy(clock)) as c:
-        yield c
 
 
 def test_watch_returns_the_jobs_and_shows_the_failed_steps_log(client, fake) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -37,7 +38,7 @@ def test_demo_runs_notebooks_in_order_and_exports_html(
     _notebook(notebooks / "helper.ipynb", "raise SystemExit('unnumbered notebooks are not run')")
     out = tmp_path / "out"
 
-    assert main(["demo", "--out", str(out), "--notebooks", str(notebooks)]) == 0
+    assert main(["demo", "--out", str(out), "--notebooks", str(notebooks), "--no-services"]) == 0
 
     printed = capsys.readouterr().out
     assert printed.index("01_a.ipynb") < printed.index("02_b.ipynb")
@@ -65,7 +66,7 @@ def test_demo_fails_naming_notebook_and_cell(
     _notebook(notebooks / "02_never.ipynb", "print('never')")
     out = tmp_path / "out"
 
-    assert main(["demo", "--out", str(out), "--notebooks", str(notebooks)]) == 1
+    assert main(["demo", "--out", str(out), "--notebooks", str(notebooks), "--no-services"]) == 1
 
     captured = capsys.readouterr()
     assert "01_fails.ipynb" in captured.err
@@ -81,3 +82,39 @@ def test_demo_without_notebooks_folder_is_an_input_error(
 ) -> None:
     assert main(["demo", "--out", str(tmp_path), "--notebooks", str(tmp_path / "none")]) == 2
     assert str(tmp_path / "none") in capsys.readouterr().err
+
+
+def test_demo_starts_the_services_for_the_notebooks_saves_charts_and_stops_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.services import services_status
+
+    monkeypatch.delenv("ROLLBACK_LAB_STATE_DIR", raising=False)
+    before = os.environ.get("AWS_ENDPOINT_URL")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(
+        notebooks / "01_chart.ipynb",
+        "import os, boto3\n"
+        f"assert os.environ['ROLLBACK_LAB_STATE_DIR'] == {str(tmp_path / 'state')!r}\n"
+        "assert boto3.client('cloudformation').list_stacks()['StackSummaries'] == []",
+        "import matplotlib.pyplot as plt, pathlib\n"
+        "pathlib.Path(OUTPUT_DIR).mkdir(parents=True, exist_ok=True)\n"
+        "plt.plot([0, 1]); plt.savefig(pathlib.Path(OUTPUT_DIR) / 'line.png')",
+    )
+    out = tmp_path / "out"
+    state = tmp_path / "state"
+    argv = ["demo", "--out", str(out), "--notebooks", str(notebooks), "--state-dir", str(state)]
+    try:
+        assert main(argv) == 0
+    finally:
+        from helpers.services import stop_services
+
+        stop_services(state)  # a no-op when the demo stopped them, as it should
+
+    printed = capsys.readouterr().out
+    assert "local services started" in printed and "local services stopped" in printed
+    assert (out / "charts" / "line.png").is_file()
+    assert f"charts in {out / 'charts'}" in printed and "line.png" in printed
+    assert services_status(state) is None
+    assert "AWS_ENDPOINT_URL" not in os.environ or os.environ["AWS_ENDPOINT_URL"] == before

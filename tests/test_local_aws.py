@@ -397,6 +397,21 @@ def live_instances(aws: Aws, stack: str) -> list[str]:
     return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
 
 
+def lab_template_literal_yaml(key_name: str, *, image_id: str = "", ssh_cidr: str = "") -> str:
+    """The lab's template, but with the key pair (and the AMI, if given) written straight into
+    the instance as the exercise writes them: AWS only finds out when it creates the instance."""
+    from helpers.template import template_to_yaml
+
+    body = exercise.lab_template(**({"ssh_cidr": ssh_cidr} if ssh_cidr else {}))
+    properties = body["Resources"]["Ec2Instance"]["Properties"]
+    properties["KeyName"] = key_name
+    del body["Parameters"]["KeyName"]
+    if image_id:
+        properties["ImageId"] = image_id
+        del body["Parameters"]["ImageId"]
+    return template_to_yaml(body)
+
+
 @pytest.mark.parametrize("command", ["deploy", "create-stack"])
 @pytest.mark.parametrize(
     ("case", "failed", "reason_start", "error_code"),
@@ -414,19 +429,17 @@ def test_lab_template_failures_roll_back_and_reads_never_fail(
 ) -> None:
     """The reported bug: with the lab's template (outputs !Ref/!GetAtt the instance) a failed
     create left DescribeStacks answering HTTP 500 for good — reading the outputs re-ran
-    RunInstances. Each failure must roll back and every read must answer."""
+    RunInstances. Each failure must roll back and every read must answer. (The values are
+    written into the resources: as typed parameters AWS would refuse them before creating
+    anything — see the parameter-validation tests below.)"""
     key, stack = unique("key"), unique("lab")
-    options = {"key_name": key}
     if case != "missing key pair":
         aws.ec2.create_key_pair(KeyName=key)
-    if case == "unknown AMI":
-        aws.ssm.put_parameter(
-            Name=BAD_AMI_PARAMETER, Value=EXERCISE_AMI, Type="String", Overwrite=True
-        )
-        options["ami_parameter"] = BAD_AMI_PARAMETER
-    if case == "bad CIDR in the group":
-        options["ssh_cidr"] = "999.1.1.1/99"
-    template = lab_template_yaml(**options)
+    template = lab_template_literal_yaml(
+        key,
+        image_id=EXERCISE_AMI if case == "unknown AMI" else "",
+        ssh_cidr="999.1.1.1/99" if case == "bad CIDR in the group" else "",
+    )
     groups_before = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
 
     if command == "deploy":
@@ -469,6 +482,196 @@ def test_lab_template_failures_roll_back_and_reads_never_fail(
 
     aws.cfn.delete_stack(StackName=stack)
     assert stack not in {s["StackName"] for s in aws.cfn.describe_stacks()["Stacks"]}
+
+
+# --- parameters of AWS-specific types: validated before any resource, as a stack rollback ---
+
+
+def validation_reason(*problems: tuple[str, str], create: bool = True) -> str:
+    listed = ", ".join(
+        f"parameter value {value} for parameter name {name} does not exist"
+        for name, value in problems
+    )
+    suffix = ". Rollback requested by user." if create else ""
+    return f"Parameter validation failed: {listed}{suffix}"
+
+
+@pytest.mark.parametrize("command", ["deploy", "create-stack"])
+@pytest.mark.parametrize("case", ["missing key pair", "SSM parameter naming an unknown AMI"])
+def test_lab_template_parameter_naming_nothing_rolls_back_before_any_resource(
+    aws: Aws, command: str, case: str
+) -> None:
+    """AWS checks an AWS::EC2::KeyPair::KeyName (or SSM-resolved AWS::EC2::Image::Id) parameter
+    against the account after the API call succeeded: the stack goes CREATE_IN_PROGRESS →
+    ROLLBACK_IN_PROGRESS "Parameter validation failed: …" → ROLLBACK_COMPLETE, and no resource
+    is touched. `deploy` gets its change set, executes it, and then reports the failed stack."""
+    key, stack = unique("key"), unique("lab")
+    options = {"key_name": key}
+    if case == "missing key pair":
+        problem = ("KeyName", key)
+    else:
+        aws.ec2.create_key_pair(KeyName=key)
+        aws.ssm.put_parameter(
+            Name=BAD_AMI_PARAMETER, Value=EXERCISE_AMI, Type="String", Overwrite=True
+        )
+        options["ami_parameter"] = BAD_AMI_PARAMETER
+        problem = ("ImageId", EXERCISE_AMI)  # AWS names the resolved value, not the SSM name
+    groups_before = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+
+    if command == "deploy":
+        result = aws.deploy(lab_template_yaml(**options), stack)
+        assert result.returncode == 255, result.stderr
+        assert "Waiting for changeset to be created.." in result.stdout
+        assert "Waiting for stack create/update to complete" in result.stdout
+        assert "Failed to create/update the stack" in result.stderr
+        assert "ValidationError" not in result.stderr  # not refused by an API call
+    else:
+        result = aws.create_stack(lab_template_yaml(**options), stack)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["StackId"].startswith("arn:aws:cloudformation:")
+        waited = aws.run(
+            "cloudformation", "wait", "stack-create-complete", "--stack-name", stack, check=False
+        )
+        assert waited.returncode == 255
+        assert "Waiter StackCreateComplete failed" in waited.stderr
+
+    seen = read_everything(aws, stack)
+    expected = [(stack, "CREATE_IN_PROGRESS"), (stack, "ROLLBACK_IN_PROGRESS")]
+    expected += [(stack, "ROLLBACK_COMPLETE")]
+    if command == "deploy":
+        expected.insert(0, (stack, "REVIEW_IN_PROGRESS"))
+    assert sequence(seen["events"]) == expected
+    assert {e["ResourceType"] for e in seen["events"]} == {"AWS::CloudFormation::Stack"}
+    created, rolling, done = seen["events"][-3:]
+    assert created["ResourceStatusReason"] == "User Initiated"
+    assert rolling["ResourceStatusReason"] == validation_reason(problem)
+    assert "ResourceStatusReason" not in done
+    assert seen["stack"]["StackStatus"] == "ROLLBACK_COMPLETE" and "Outputs" not in seen["stack"]
+    assert seen["resources"] == [] and seen["summaries"] == []
+    assert live_instances(aws, stack) == []
+    groups_after = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+    assert groups_after == groups_before  # the security group was never created
+
+    aws.cfn.delete_stack(StackName=stack)
+    assert stack not in {s["StackName"] for s in aws.cfn.describe_stacks()["Stacks"]}
+
+
+def test_every_aws_typed_parameter_is_checked_and_all_failures_are_named(aws: Aws) -> None:
+    """Several wrong values: one reason naming each, in the template's order; a list names its
+    first missing element; plain String parameters are never looked up."""
+    key, stack = unique("key"), unique("typed")
+    aws.ec2.create_key_pair(KeyName=key)
+    group = aws.ec2.create_security_group(GroupName=unique("g"), Description="g")["GroupId"]
+    ami = aws.ssm.get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
+    parameters = {
+        "Key": ("AWS::EC2::KeyPair::KeyName", key),
+        "Free": ("String", "anything-at-all"),
+        "Groups": ("List<AWS::EC2::SecurityGroup::Id>", f"{group}, sg-0123456789abcdef0"),
+        "Image": ("AWS::EC2::Image::Id", "ami-0123456789abcdef0"),
+        "GoodImage": ("AWS::EC2::Image::Id", ami),
+        "Zone": ("AWS::EC2::AvailabilityZone::Name", "us-east-1a"),
+        "BadZone": ("AWS::EC2::AvailabilityZone::Name", "us-east-1z"),
+        "Vpc": ("AWS::EC2::VPC::Id", "vpc-0123456789abcdef0"),
+        "SsmName": ("AWS::SSM::Parameter::Name", "/rollback-lab/test/no-such-parameter"),
+        "GoodSsmName": ("AWS::SSM::Parameter::Name", AMI_PARAMETER),
+        "EmptyKey": ("AWS::EC2::KeyPair::KeyName", ""),
+    }
+    body = {
+        "Parameters": {name: {"Type": kind} for name, (kind, _) in parameters.items()},
+        "Resources": {
+            "Group": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "g"}}
+        },
+    }
+    aws.cfn.create_stack(
+        StackName=stack,
+        TemplateBody=json.dumps(body),
+        Parameters=[
+            {"ParameterKey": name, "ParameterValue": value}
+            for name, (_, value) in parameters.items()
+        ],
+    )
+
+    events = aws.events(stack)
+    assert sequence(events) == [
+        (stack, "CREATE_IN_PROGRESS"),
+        (stack, "ROLLBACK_IN_PROGRESS"),
+        (stack, "ROLLBACK_COMPLETE"),
+    ]
+    assert events[1]["ResourceStatusReason"] == validation_reason(
+        ("Groups", "sg-0123456789abcdef0"),
+        ("Image", "ami-0123456789abcdef0"),
+        ("BadZone", "us-east-1z"),
+        ("Vpc", "vpc-0123456789abcdef0"),
+        ("SsmName", "/rollback-lab/test/no-such-parameter"),
+        ("EmptyKey", ""),
+    )
+    described = aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+    assert given["GoodSsmName"] == AMI_PARAMETER  # a Parameter::Name is the name, unresolved
+    aws.cfn.delete_stack(StackName=stack)
+
+
+def test_update_with_a_parameter_naming_nothing_rolls_back_the_update(aws: Aws) -> None:
+    """An update's parameters are checked the same way; the stack keeps what it had and can be
+    updated again (UPDATE_ROLLBACK_COMPLETE)."""
+    key, stack = unique("key"), unique("updated")
+    aws.ec2.create_key_pair(KeyName=key)
+    body = {
+        "Parameters": {"KeyName": {"Type": "AWS::EC2::KeyPair::KeyName"}},
+        "Resources": {
+            "Group": {
+                "Type": "AWS::EC2::SecurityGroup",
+                "Properties": {"GroupDescription": {"Fn::Sub": "for ${KeyName}"}},
+            }
+        },
+    }
+    path = aws.workdir / "keyed.json"
+    path.write_text(json.dumps(body))
+
+    def deploy(key_name: str) -> subprocess.CompletedProcess[str]:
+        return aws.run(
+            "cloudformation", "deploy", "--template-file", path.name, "--stack-name", stack,
+            "--parameter-overrides", f"KeyName={key_name}", check=False,
+        )  # fmt: skip
+
+    assert deploy(key).returncode == 0
+    group_id = aws.events(stack)[-2]["PhysicalResourceId"]
+    failed = deploy("rollback-lab-no-such-key")
+
+    assert failed.returncode == 255
+    assert "Failed to create/update the stack" in failed.stderr
+    events = aws.events(stack)
+    assert sequence(events)[-4:] == [
+        (stack, "UPDATE_IN_PROGRESS"),
+        (stack, "UPDATE_ROLLBACK_IN_PROGRESS"),
+        (stack, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        (stack, "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    assert events[-3]["ResourceStatusReason"] == validation_reason(
+        ("KeyName", "rollback-lab-no-such-key"), create=False
+    )
+    assert aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == (
+        "UPDATE_ROLLBACK_COMPLETE"
+    )
+    groups = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+    assert group_id in groups  # the stack kept its resource
+    aws.cfn.delete_stack(StackName=stack)
+
+
+def test_element_type_sees_through_lists_and_ssm_values() -> None:
+    from helpers.services.cfn_fidelity import element_type
+
+    assert element_type("AWS::EC2::KeyPair::KeyName") == ("AWS::EC2::KeyPair::KeyName", False)
+    assert element_type("List<AWS::EC2::Subnet::Id>") == ("AWS::EC2::Subnet::Id", True)
+    assert element_type("AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>") == (
+        "AWS::EC2::Image::Id",
+        False,
+    )
+    assert element_type("AWS::SSM::Parameter::Value<List<AWS::EC2::Image::Id>>") == (
+        "AWS::EC2::Image::Id",
+        True,
+    )
+    assert element_type("String") == ("String", False)
 
 
 def test_lab_stack_outputs_then_deleted_stack_reads_create_nothing(aws: Aws) -> None:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from localci_api_support import (
+from support import (
     SLUG,
     TRIVIAL_CONFIG,
     client,
     commit_files,
+    git,
     linked,
     local_circleci,
     make_repo,
@@ -327,8 +328,6 @@ def test_unknown_branch_gives_a_config_fetch_error(api) -> None:
 
 
 def test_tag_and_pipeline_run_read_the_config_at_that_revision(api, repo: Path) -> None:
-    from localci_api_support import git
-
     # CircleCI runs a job for a tag only when its filters ask for tags.
     tagged = commit_files(
         repo,

@@ -12,26 +12,29 @@ shared models in ``helpers.circleci.models`` still pin the shapes in the other t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from localci_api_support import (
+from support import (
     SLUG,
     TRIVIAL_CONFIG,
+    aws_client,
     commit_files,
     linked,
     local_circleci,
+    local_services,
     make_repo,
     wait_for,
     wait_pipeline,
 )
 
+from helpers import exercise
+from helpers import pipeline_config as pc
+from helpers import template as cfn
 from helpers.circleci import models
 from helpers.circleci.spec import find_spec, validate_response
 
@@ -251,96 +254,27 @@ def _running_jobs(api: Recorder, workflow_id: str) -> list[dict[str, Any]] | Non
 
 # --- the lab's flow, through the services daemon and the local AWS ----------------------------
 
-AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64"
-TEMPLATE = f"""\
-Parameters:
-  LatestAmiId:
-    Type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>'
-    Default: '{AMI_PARAMETER}'
-Resources:
-  Ec2Instance:
-    Type: 'AWS::EC2::Instance'
-    Properties:
-      SecurityGroups:
-        - !Ref InstanceSecurityGroup
-      KeyName: udacity
-      ImageId: !Ref LatestAmiId
-  InstanceSecurityGroup:
-    Type: 'AWS::EC2::SecurityGroup'
-    Properties:
-      GroupDescription: Enable SSH access via port 22
-      SecurityGroupIngress:
-        - IpProtocol: tcp
-          FromPort: '22'
-          ToPort: '22'
-          CidrIp: 0.0.0.0/0
-"""
-# The exercise's config with its two mistakes fixed: smoke_test runs in an image that has `aws`,
-# and it waits for the stack (requires) instead of racing create_infrastructure.
-ROLLBACK_CONFIG = """\
-version: 2.1
-commands:
-  destroy_environment:
-    steps:
-      - run:
-          name: Destroy environment
-          when: on_fail
-          command: |
-            aws cloudformation delete-stack --stack-name myStack-${CIRCLE_WORKFLOW_ID:0:7}
-jobs:
-  create_infrastructure:
-    docker:
-      - image: amazon/aws-cli
-    steps:
-      - checkout
-      - run:
-          name: Create Cloudformation Stack
-          command: |
-            aws cloudformation deploy \\
-              --template-file template.yml \\
-              --stack-name myStack-${CIRCLE_WORKFLOW_ID:0:7} \\
-              --region us-east-1
-  smoke_test:
-    docker:
-      - image: amazon/aws-cli
-    steps:
-      - run:
-          name: Test job
-          command: return 1
-      - destroy_environment
-workflows:
-  default:
-    jobs:
-      - create_infrastructure
-      - smoke_test:
-          requires: [create_infrastructure]
-"""
-
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from helpers.services import ensure_services, stop_services
     from helpers.services.state import pid_alive
 
-    saved = dict(os.environ)
-    os.environ["ROLLBACK_LAB_CFN_STEP_SECONDS"] = "0.02"  # the daemon's CloudFormation pace
     state_dir = tmp_path_factory.mktemp("localci-services")
-    endpoints = ensure_services(state_dir)
-    try:
+    with local_services(state_dir, cfn_step_seconds="0.02") as endpoints:
         yield endpoints
-    finally:
-        stop_services(state_dir)
-        os.environ.clear()
-        os.environ.update(saved)
-        wait_for(lambda: not pid_alive(endpoints.pid), timeout=20)
+    wait_for(lambda: not pid_alive(endpoints.pid), timeout=20)
 
 
 def test_the_lab_flow_end_to_end_against_the_local_aws(services, tmp_path: Path) -> None:
     assert services.circleci_url and services.circle_token, "the daemon hosts no CircleCI API"
-    repo = make_repo(tmp_path / "lab", ROLLBACK_CONFIG, {"template.yml": TEMPLATE})
+    # The exercise's config with its two mistakes fixed (smoke_test runs in an image that has
+    # `aws`, and waits for the stack), and the lab's template (its AMI from SSM).
+    config = pc.config_to_yaml(exercise.lab_config())
+    template = {"template.yml": cfn.template_to_yaml(exercise.lab_template())}
+    repo = make_repo(tmp_path / "lab", config, template)
     linked(services.state_dir, repo)
-    ec2 = boto3.client("ec2", **_boto(services))
-    cloudformation = boto3.client("cloudformation", **_boto(services))
+    ec2 = aws_client("ec2", services.aws_endpoint_url, services.region)
+    cloudformation = aws_client("cloudformation", services.aws_endpoint_url, services.region)
     ec2.create_key_pair(KeyName="udacity")
 
     api = Recorder(services.circleci_url, services.circle_token)
@@ -386,15 +320,6 @@ def test_the_lab_flow_end_to_end_against_the_local_aws(services, tmp_path: Path)
         assert services.circle_token not in text
     finally:
         api.close()
-
-
-def _boto(services: Any) -> dict[str, str]:
-    return {
-        "endpoint_url": services.aws_endpoint_url,
-        "region_name": services.region,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
 
 
 def _deleted_stack(cloudformation: Any, name: str) -> dict[str, Any] | None:

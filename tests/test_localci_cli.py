@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from localci_support import make_repo
+from support import make_repo
 
 from helpers.cli import main
 
@@ -27,7 +27,7 @@ workflows:
 
 
 def test_ci_run_labels_output_and_exit_status(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    repo = make_repo(tmp_path, CONFIG)
+    repo = make_repo(tmp_path / "repo", CONFIG)
     assert main(["ci", "run", str(repo), "--workflow", "ok", "-e", "WHO=world"]) == 0
     out = capsys.readouterr().out
     assert "==> [hello] Say hello" in out
@@ -40,7 +40,7 @@ def test_ci_run_labels_output_and_exit_status(tmp_path: Path, capsys) -> None:  
 
 
 def test_ci_run_json_and_single_job(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    repo = make_repo(tmp_path, CONFIG)
+    repo = make_repo(tmp_path / "repo", CONFIG)
     assert main(["ci", "run", str(repo), "--job", "hello", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     [workflow] = data["workflows"]
@@ -54,7 +54,7 @@ def test_ci_run_errors(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     plain.mkdir()
     assert main(["ci", "run", str(plain)]) == 2
     assert "not a git repository" in capsys.readouterr().err
-    repo = make_repo(tmp_path, CONFIG.replace("[hello]}", "[helo]}"))
+    repo = make_repo(tmp_path / "repo", CONFIG.replace("[hello]}", "[helo]}"))
     assert main(["ci", "run", str(repo)]) == 2
     err = capsys.readouterr().err
     assert "config.yml:13: workflows.ok.jobs[0]" in err

@@ -6,7 +6,7 @@ import re
 import threading
 from pathlib import Path
 
-from localci_support import SLUG, head, make_repo, pipeline_for, run_config
+from support import SLUG, head, make_repo, pipeline_for, run_config
 
 from helpers.localci.config import compile_config
 from helpers.localci.observer import ProjectContext
@@ -318,7 +318,7 @@ def test_no_output_timeout_message(tmp_path: Path) -> None:
 
 def test_cancel_job_kills_the_process_group_and_skips_on_fail(tmp_path: Path) -> None:
     repo = make_repo(
-        tmp_path,
+        tmp_path / "repo",
         """
         version: 2.1
         jobs:

@@ -11,10 +11,8 @@ import re
 import textwrap
 from pathlib import Path
 
-import boto3
 import pytest
-from localci_support import run_config
-from moto.server import ThreadedMotoServer
+from support import aws_client, run_config
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 EXERCISE = REFERENCE / "000_7ff12d223026ddc4.txt"
@@ -119,30 +117,17 @@ def test_snippets_match_the_exercise() -> None:
 
 
 @pytest.fixture
-def local_aws():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+def local_aws(moto_server: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": moto_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    try:
-        yield env
-    finally:
-        server.stop()
 
 
 def _cloudformation(env: dict[str, str]):  # noqa: ANN202
-    return boto3.client(
-        "cloudformation",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return aws_client("cloudformation", env["AWS_ENDPOINT_URL"])
 
 
 def test_exercise_as_written_alpine_has_no_aws(tmp_path: Path, local_aws) -> None:

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pandas as pd
 import pytest
+import support
 
 from helpers.cli import main
 from helpers.stack_events import phases, stack_events, tail
@@ -24,13 +24,7 @@ GROUP = {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "
 
 
 def client_for(endpoint: str):
-    return boto3.client(
-        "cloudformation",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return support.aws_client("cloudformation", endpoint, REGION)
 
 
 def counting_calls(client) -> list[dict]:
@@ -49,19 +43,6 @@ def unique(prefix: str) -> str:
 
 def template(groups: int) -> str:
     return json.dumps({"Resources": {f"Group{i:02d}": GROUP for i in range(groups)}})
-
-
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_moto_server_deleted_stack_by_name_and_every_deployment(moto_server):
@@ -91,20 +72,13 @@ def test_moto_server_deleted_stack_by_name_and_every_deployment(moto_server):
 
 @pytest.fixture(scope="module")
 def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from helpers.services import ensure_services, stop_services
     from helpers.services.state import pid_alive
 
-    saved = dict(os.environ)
-    os.environ["ROLLBACK_LAB_CFN_STEP_SECONDS"] = "0.002"  # inherited by the daemon
     state_dir = tmp_path_factory.mktemp("stack-events-state")
-    endpoints = ensure_services(state_dir)  # also sets AWS_ENDPOINT_URL & co. here
-    try:
+    # ensure_services also sets AWS_ENDPOINT_URL & co. here, while the module's tests run
+    with support.local_services(state_dir, cfn_step_seconds="0.002") as endpoints:
         yield endpoints.aws_endpoint_url
-    finally:
-        stop_services(state_dir)
-        os.environ.clear()
-        os.environ.update(saved)
-        assert not pid_alive(endpoints.pid)
+    assert not pid_alive(endpoints.pid)
 
 
 def test_local_aws_pages_of_a_deleted_stack_by_name(local_aws):

@@ -45,9 +45,6 @@ class EventsChart:
 
 
 def measure_events_chart(count: int, out_dir: Path) -> EventsChart:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display here; the notebook's inline backend renders the same
     from helpers.stack_events import events_frame, save, timeline
     from helpers.stack_events.synthetic import synthetic_events
 

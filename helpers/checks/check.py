@@ -43,6 +43,8 @@ def check(
     ):
         if path.is_file():
             findings.extend(checker(path))
+        elif name == TEMPLATE and not _deploys_a_stack(config):
+            continue  # a pipeline that creates no stack (the kit's own CI) needs no template
         else:
             findings.append(
                 Finding(
@@ -55,6 +57,17 @@ def check(
                 )
             )
     return findings.sorted()
+
+
+def _deploys_a_stack(config: Path) -> bool:
+    """Whether a job of the config creates a CloudFormation stack (unreadable: assume so)."""
+    from helpers.checks.config_facts import read_config_facts
+
+    try:
+        facts = read_config_facts(config)
+    except (InputError, LabError):
+        return True
+    return any(op.creates for job in facts.jobs.values() for _step, op in job.ops())
 
 
 def check_config(path: str | os.PathLike[str]) -> Findings:

@@ -17,24 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Steps CircleCI itself defines; everything else must be a command (or an orb's command).
-BUILTIN_STEPS = frozenset(
-    {
-        "run",
-        "checkout",
-        "setup_remote_docker",
-        "save_cache",
-        "restore_cache",
-        "store_artifacts",
-        "store_test_results",
-        "persist_to_workspace",
-        "attach_workspace",
-        "add_ssh_keys",
-        "when",
-        "unless",
-        "deploy",
-    }
-)
+from helpers.localci.config import BUILTIN_STEPS as ENGINE_STEPS
+
+# Steps CircleCI itself defines: the engine's, and the logic steps `when`/`unless` (decided
+# when the config is compiled). Everything else must be a command (or an orb's command).
+BUILTIN_STEPS = ENGINE_STEPS | {"when", "unless"}
 # Keys of a workflow's job entry that are not job parameters.
 WORKFLOW_JOB_KEYS = frozenset(
     {

@@ -22,6 +22,7 @@ from typing import Any
 from helpers.errors import InputError
 from helpers.localci.config import CompiledConfig, Workflow, WorkflowJob, load_config_file
 from helpers.localci.observer import PipelineContext, ProjectContext
+from helpers.localci.projects import git_toplevel
 from helpers.localci.recorder import RecordingObserver
 from helpers.localci.runner import Engine, PipelineResult
 
@@ -190,17 +191,7 @@ def _single_job(compiled: CompiledConfig, name: str) -> CompiledConfig:
 
 
 def _git_root(path: Path) -> Path:
-    if not path.is_dir():
-        raise InputError("no such directory", file=path)
-    proc = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise InputError("not a git repository (checkout needs one: run `git init`)", file=path)
-    root = Path(proc.stdout.strip())
+    root = git_toplevel(path, hint="checkout needs one: run `git init`")
     if subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
                       capture_output=True, check=False).returncode:  # fmt: skip
         raise InputError("the repository has no commit yet: commit the config first", file=root)

@@ -47,8 +47,11 @@ def vcs_url(slug: str) -> str:
     return f"{base}/{org}/{repo}" if base else f"https://app.circleci.com/projects/{slug}"
 
 
-def git_toplevel(path: Path) -> Path:
-    """The root of the git work tree at ``path``; a clear error when there is none."""
+def git_toplevel(
+    path: Path, *, hint: str = "run `git init` there and commit .circleci/config.yml"
+) -> Path:
+    """The root of the git work tree at ``path``; a clear error, ending with ``hint`` on what
+    to do, when there is none."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise InputError("no such directory", file=path)
@@ -59,10 +62,7 @@ def git_toplevel(path: Path) -> Path:
         check=False,
     )
     if result.returncode != 0:
-        raise InputError(
-            "not a git repository (run `git init` there and commit .circleci/config.yml)",
-            file=path,
-        )
+        raise InputError(f"not a git repository ({hint})", file=path)
     return Path(result.stdout.strip()).resolve()
 
 

@@ -7,17 +7,14 @@ imports moto itself) rather than importing moto earlier in the same process.
 Start-up time: moto's request routing already loads each service's backend on its first
 request, but ``moto.cloudformation`` imports the models of every service CloudFormation can
 create (that is how it knows their resource types), and through ``moto.apigateway`` that
-pulls in jsonschema, which builds an RFC 3987 (IRI) grammar with ``rfc3987_syntax`` at import
-time: measured as the largest single import of the daemon (1.7 s on a quiet machine, over 6 s
-under load). Nothing the local services do checks the ``iri`` format, so :func:`start_aws`
-keeps that optional package out of this process (jsonschema then skips that one format).
+pulls in jsonschema, whose optional IRI grammar was the largest single import of the daemon;
+``helpers/__init__.py`` keeps it out of every process of the kit.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,9 +26,6 @@ REGION = "us-east-1"
 # Dummy credentials: moto accepts any; real-looking names keep the aws CLI from looking further.
 DUMMY_ACCESS_KEY_ID = "testing"
 DUMMY_SECRET_ACCESS_KEY = "testing"
-
-# Optional imports that cost seconds at start-up and that this process never uses (see above).
-SKIPPED_OPTIONAL_IMPORTS = ("rfc3987_syntax",)
 
 MOTO_SETTINGS = {
     # AWS refuses a RunInstances (and so an AWS::EC2::Instance) naming an unknown key pair or AMI.
@@ -57,14 +51,6 @@ def configure_moto_environment() -> None:
     os.environ.update(MOTO_SETTINGS)
     os.environ.update(aws_env("http://127.0.0.1", REGION))
     os.environ.pop("AWS_ENDPOINT_URL", None)
-
-
-def skip_unused_optional_imports() -> None:
-    """Make the optional imports in SKIPPED_OPTIONAL_IMPORTS fail fast with ImportError (what
-    their importers expect when they are not installed). Only for the daemon's process, and
-    only for modules not imported yet."""
-    for name in SKIPPED_OPTIONAL_IMPORTS:
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type] (None: "not importable")
 
 
 @dataclass
@@ -99,7 +85,6 @@ def _with_health(app: Callable[..., Any], answer: Mapping[str, Any]) -> Callable
 def start_aws(health_answer: Mapping[str, Any], host: str = "127.0.0.1") -> AwsServer:
     """Start moto (with the CloudFormation fidelity extension) on a free port of ``host``."""
     configure_moto_environment()
-    skip_unused_optional_imports()
     from moto import settings
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,

@@ -14,6 +14,13 @@ methods (never its files):
   which, as on AWS, cannot be updated until it is deleted;
 - a change set for a new stack reuses a stack left in REVIEW_IN_PROGRESS (never two live stacks
   with one name); a template AWS would reject is rejected with AWS's ValidationError text;
+- parameters of AWS-specific types (``AWS::EC2::KeyPair::KeyName``, ``AWS::EC2::Image::Id``,
+  their ``List<…>`` and ``AWS::SSM::Parameter::Value<…>`` forms…) are checked against what exists
+  as AWS checks them: not by the API call (CreateStack, CreateChangeSet and ExecuteChangeSet all
+  succeed) but as the stack's first step — CREATE_IN_PROGRESS, then ROLLBACK_IN_PROGRESS
+  "Parameter validation failed: parameter value X for parameter name P does not exist. Rollback
+  requested by user.", then ROLLBACK_COMPLETE, with no resource event at all (see
+  :func:`invalid_parameters`);
 - DescribeStackEvents pages, newest first, with NextToken (100 events a page: what AWS
   returns in practice; its docs only promise pages of at most 1 MB);
 - deleted stacks get a DeletionTime;
@@ -44,7 +51,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
@@ -143,6 +150,18 @@ REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
     ),
     "moto.cloudformation.parsing:": ("get_model_map",),
     "moto.ec2.exceptions:InvalidKeyPairNameError": ("__init__",),
+    "moto.ec2.models:EC2Backend": (
+        "describe_key_pairs",
+        "describe_images",
+        "get_instance",
+        "get_security_group_from_id",
+        "get_security_group_from_name",
+        "get_subnet",
+        "get_vpc",
+        "get_volume",
+        "describe_availability_zones",
+    ),
+    "moto.ssm.models:SimpleSystemManagerBackend": ("get_parameter",),
     "moto.ec2.models.core:TaggedEC2Resource": (),
 }
 
@@ -184,7 +203,7 @@ def check_moto_internals() -> None:
     resource_map = ResourceMap("s", "n", {}, {}, "us-east-1", "123456789012", {}, {})
     problems.extend(
         f"moto.cloudformation.parsing:ResourceMap no longer sets {name}"
-        for name in ("_parsed_resources", "_resource_json_map")
+        for name in ("_parsed_resources", "_resource_json_map", "resolved_parameters")
         if not isinstance(getattr(resource_map, name, None), dict)
     )
     if problems:
@@ -457,12 +476,138 @@ def _ssm_parameter_value(self: Any, value: str, value_type: str) -> Any:
     from moto.cloudformation.exceptions import ValidationError
     from moto.ssm.models import ssm_backends
 
+    if value_type == "AWS::SSM::Parameter::Name":
+        return value  # the name itself; that it exists is checked with the other AWS types
     backend = ssm_backends[self._account_id][self._region_name]
     if not isinstance(value, str) or backend.get_parameter(value) is None:
         raise ValidationError(
             message=f"Unable to fetch parameters [{value}] from parameter store for this account."
         )
     return _ORIGINAL_PARSE_SSM_PARAMETER(self, value, value_type)
+
+
+# --- AWS-specific parameter types -------------------------------------------------------------
+
+# What CloudFormation looks up for a parameter of an AWS-specific type (AWS's parameter-types
+# page: "CloudFormation validates the values against existing values in the account"). Each
+# lookup answers "does this exist?" from moto's EC2 or SSM backend of the stack's account/region.
+EC2_LOOKUPS: dict[str, Callable[[Any, str], Any]] = {
+    "AWS::EC2::KeyPair::KeyName": lambda ec2, v: ec2.describe_key_pairs([v]),
+    "AWS::EC2::Image::Id": lambda ec2, v: [
+        i for i in ec2.describe_images(ami_ids=[v]) if i.id == v
+    ],
+    "AWS::EC2::Instance::Id": lambda ec2, v: ec2.get_instance(v),
+    "AWS::EC2::SecurityGroup::Id": lambda ec2, v: ec2.get_security_group_from_id(v),
+    "AWS::EC2::SecurityGroup::GroupName": lambda ec2, v: ec2.get_security_group_from_name(v),
+    "AWS::EC2::Subnet::Id": lambda ec2, v: ec2.get_subnet(v),
+    "AWS::EC2::VPC::Id": lambda ec2, v: ec2.get_vpc(v),
+    "AWS::EC2::Volume::Id": lambda ec2, v: ec2.get_volume(v),
+    "AWS::EC2::AvailabilityZone::Name": lambda ec2, v: ec2.describe_availability_zones(
+        zone_names=[v]
+    ),
+}
+SSM_PARAMETER_NAME = "AWS::SSM::Parameter::Name"
+_SSM_VALUE = re.compile(r"AWS::SSM::Parameter::Value<(.+)>")
+_LIST = re.compile(r"List<(.+)>")
+
+
+def element_type(declared: str) -> tuple[str, bool]:
+    """(type of each value, whether it is a list) of a parameter's declared Type; an SSM
+    ``Value<T>`` parameter is checked as T, on the value it resolved to."""
+    inner = declared.strip()
+    ssm = _SSM_VALUE.fullmatch(inner)
+    if ssm:
+        inner = ssm.group(1).strip()
+    listed = _LIST.fullmatch(inner)
+    return (listed.group(1).strip(), True) if listed else (inner, False)
+
+
+def _exists(resource_type: str, value: str, account_id: str, region: str) -> bool | None:
+    """Whether ``value`` names an existing ``resource_type``; None for a type AWS does not check
+    (String, Number, …) or this local AWS cannot."""
+    if resource_type == SSM_PARAMETER_NAME:
+        from moto.ssm.models import ssm_backends
+
+        return bool(value) and ssm_backends[account_id][region].get_parameter(value) is not None
+    lookup = EC2_LOOKUPS.get(resource_type)
+    if lookup is None:
+        return None
+    if not value:
+        return False  # AWS: "parameter value  for parameter name KeyName does not exist"
+    from moto.ec2.models import ec2_backends
+
+    try:
+        return bool(lookup(ec2_backends[account_id][region], value))
+    except Exception:  # noqa: BLE001 (moto's not-found errors differ per type: all mean "no")
+        return False
+
+
+def _values(value: Any, is_list: bool) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value]
+    text = "" if value is None else str(value)
+    return [v.strip() for v in text.split(",")] if is_list else [text]
+
+
+def invalid_parameters(
+    template: Mapping[str, Any], resolved: Mapping[str, Any], account_id: str, region: str
+) -> list[tuple[str, str]]:
+    """(parameter name, value) of each AWS-typed parameter whose value does not exist, in the
+    template's order; for a list, its first missing element (as AWS reports it). A NoEcho
+    parameter's value is shown as ``****``, as DescribeStacks shows it."""
+    problems = []
+    for name, slot in (template.get("Parameters") or {}).items():
+        if not isinstance(slot, dict) or name not in resolved:
+            continue
+        resource_type, is_list = element_type(str(slot.get("Type", "String")))
+        for value in _values(resolved[name], is_list):
+            if _exists(resource_type, value, account_id, region) is False:
+                problems.append((name, "****" if slot.get("NoEcho") else value))
+                break
+    return problems
+
+
+def parameter_validation_reason(problems: Iterable[tuple[str, str]]) -> str:
+    """AWS's ResourceStatusReason for failed parameter validation (without the create path's
+    " Rollback requested by user." suffix)."""
+    return "Parameter validation failed: " + ", ".join(
+        f"parameter value {value} for parameter name {name} does not exist"
+        for name, value in problems
+    )
+
+
+def _stack_parameter_problems(stack: Any) -> list[tuple[str, str]]:
+    return invalid_parameters(
+        stack.template_dict,
+        stack.resource_map.resolved_parameters,
+        stack.account_id,
+        stack.region_name,
+    )
+
+
+def _refuse_parameters_on_create(stack: Any, problems: list[tuple[str, str]]) -> None:
+    """AWS's events: the stack goes straight from CREATE_IN_PROGRESS to a rollback that has
+    nothing to delete; no resource is touched."""
+    _pause("AWS::CloudFormation::Stack", 0.5)
+    stack.status = "ROLLBACK_IN_PROGRESS"
+    stack.status_reason = parameter_validation_reason(problems) + ". Rollback requested by user."
+    emit(stack, "ROLLBACK_IN_PROGRESS", stack.status_reason)
+    _pause("AWS::CloudFormation::Stack")
+    stack.status = "ROLLBACK_COMPLETE"
+    stack.status_reason = None
+    emit(stack, "ROLLBACK_COMPLETE")
+
+
+def _refuse_parameters_on_update(stack: Any, problems: list[tuple[str, str]]) -> None:
+    """AWS's events for an update whose parameters fail: the stack keeps what it had."""
+    _pause("AWS::CloudFormation::Stack", 0.5)
+    stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
+    emit(stack, "UPDATE_ROLLBACK_IN_PROGRESS", parameter_validation_reason(problems))
+    _pause("AWS::CloudFormation::Stack", 0.5)
+    emit(stack, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+    stack.status = "UPDATE_ROLLBACK_COMPLETE"
+    stack.status_reason = None
+    emit(stack, "UPDATE_ROLLBACK_COMPLETE")
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -694,6 +839,10 @@ def create_resources(stack: Any) -> None:
     stack.description = template.get("Description")
     created: list[str] = []
     stack.lab_created = created
+    problems = _stack_parameter_problems(stack)
+    if problems:
+        _refuse_parameters_on_create(stack, problems)
+        return
     for logical_id in dependency_order(template["Resources"]):
         body = template["Resources"][logical_id]
         condition = body.get("Condition")
@@ -840,20 +989,43 @@ def _validate_different_update(
 _ORIGINAL_VALIDATE_DIFFERENT_UPDATE: Any = None
 
 
-def _dry_load(backend: Any, stack_name: str, template: dict[str, Any], parameters: Any) -> None:
-    """Resolve parameters and conditions the way creation will, to fail at CreateChangeSet."""
+def _loaded_resource_map(
+    stack_name: str,
+    template: dict[str, Any],
+    parameters: Any,
+    *,
+    account_id: str,
+    region: str,
+    exports: Any,
+) -> Any:
+    """A ResourceMap with parameters and conditions resolved as creation resolves them; it
+    creates nothing (resources are made only when looked up)."""
     from moto.cloudformation.parsing import ResourceMap
 
-    ResourceMap(
+    resource_map = ResourceMap(
         "dry-run",
         stack_name,
         dict(parameters or {}),
         {},
-        region_name=backend.region_name,
-        account_id=backend.account_id,
+        region_name=region,
+        account_id=account_id,
         template=template,
-        cross_stack_resources=backend.exports,
-    ).load()
+        cross_stack_resources=exports,
+    )
+    resource_map.load()
+    return resource_map
+
+
+def _dry_load(backend: Any, stack_name: str, template: dict[str, Any], parameters: Any) -> None:
+    """Resolve parameters and conditions the way creation will, to fail at CreateChangeSet."""
+    _loaded_resource_map(
+        stack_name,
+        template,
+        parameters,
+        account_id=backend.account_id,
+        region=backend.region_name,
+        exports=backend.exports,
+    )
 
 
 def _originals() -> dict[str, Any]:
@@ -1020,6 +1192,27 @@ def _execute_create(backend: Any, stack: Any, change_set: Any) -> bool:
     return stack.status == "CREATE_COMPLETE"
 
 
+def _update_parameter_problems(stack: Any, change_set: Any) -> list[tuple[str, str]]:
+    """The change set's parameters, resolved as the update will resolve them, then checked."""
+    try:
+        resource_map = _loaded_resource_map(
+            stack.name,
+            change_set.template_dict,
+            change_set.parameters,
+            account_id=stack.account_id,
+            region=stack.region_name,
+            exports=stack.cross_stack_resources,
+        )
+    except Exception:  # noqa: BLE001 (moto's own update reports what cannot be resolved)
+        return []
+    return invalid_parameters(
+        change_set.template_dict,
+        resource_map.resolved_parameters,
+        stack.account_id,
+        stack.region_name,
+    )
+
+
 def _execute_update(stack: Any, change_set: Any) -> bool:
     """moto's update with AWS's events around it; a failure is reported, not rolled back."""
     resource_map = stack.resource_map
@@ -1027,6 +1220,10 @@ def _execute_update(stack: Any, change_set: Any) -> bool:
     diff = resource_map.build_resource_diff(change_set.template_dict, change_set.parameters)
     stack.status = "UPDATE_IN_PROGRESS"
     emit(stack, "UPDATE_IN_PROGRESS", "User Initiated")
+    problems = _update_parameter_problems(stack, change_set)
+    if problems:
+        _refuse_parameters_on_update(stack, problems)
+        return False
     order = dependency_order(new_resources)
     touched = [(n, "CREATE") for n in order if n in diff["Add"]]
     touched += [(n, "UPDATE") for n in order if n in diff["Modify"]]

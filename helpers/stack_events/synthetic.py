@@ -94,6 +94,13 @@ def many_resources(count: int, stack: Stack | None = None) -> Stack:
     stack's own 7."""
     stack = stack or Stack("bigStack")
     queue = "AWS::SQS::Queue"
+
+    def each_queue(*statuses: str) -> None:
+        """One queue after the other, each through ``statuses``: how AWS orders an update."""
+        for index in range(count):
+            for status in statuses:
+                stack.resource(f"Queue{index}", queue, status, physical_id=f"q-{index}", after=0.01)
+
     stack.stack("CREATE_IN_PROGRESS", "User Initiated", after=0)
     for index in range(count):
         stack.resource(f"Queue{index}", queue, "CREATE_IN_PROGRESS", after=0.01)
@@ -110,23 +117,11 @@ def many_resources(count: int, stack: Stack | None = None) -> Stack:
         )
     stack.stack("CREATE_COMPLETE")
     stack.stack("UPDATE_IN_PROGRESS", "User Initiated", after=1)
-    for index in range(count):
-        stack.resource(
-            f"Queue{index}", queue, "UPDATE_IN_PROGRESS", physical_id=f"q-{index}", after=0.01
-        )
-        stack.resource(
-            f"Queue{index}", queue, "UPDATE_COMPLETE", physical_id=f"q-{index}", after=0.01
-        )
+    each_queue("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
     stack.stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
     stack.stack("UPDATE_COMPLETE")
     stack.stack("DELETE_IN_PROGRESS", "User Initiated", after=1)
-    for index in range(count):
-        stack.resource(
-            f"Queue{index}", queue, "DELETE_IN_PROGRESS", physical_id=f"q-{index}", after=0.01
-        )
-        stack.resource(
-            f"Queue{index}", queue, "DELETE_COMPLETE", physical_id=f"q-{index}", after=0.01
-        )
+    each_queue("DELETE_IN_PROGRESS", "DELETE_COMPLETE")
     stack.stack("DELETE_COMPLETE")
     return stack
 

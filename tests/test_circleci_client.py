@@ -15,6 +15,7 @@ import circleci_fakes as fake_api
 import pytest
 from circleci_fakes import SLUG, FakeCircleCI, policy
 
+from helpers.circleci import spec
 from helpers.circleci.client import CircleCIClient, ProjectSlug
 from helpers.circleci.errors import (
     AuthError,
@@ -113,7 +114,11 @@ def test_lists_follow_page_tokens_to_the_end(client, fake, omit_last_token: bool
     calls = fake.calls("GET", f"/api/v2/project/{SLUG}/envvar")
     assert [c.query.get("page-token") for c in calls] == [None, ["2"], ["4"]]
     # circleci.com sometimes omits the token on the last page, though the spec requires it
-    expected = ["'next_page_token' is a required property"] if omit_last_token else []
+    # (checked only where the spec is present: the fake validates against it when it can)
+    spec_present = spec.find_spec() is not None
+    expected = (
+        ["'next_page_token' is a required property"] if omit_last_token and spec_present else []
+    )
     assert fake.contract_errors == expected
     fake.contract_errors.clear()
 

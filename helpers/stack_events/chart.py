@@ -57,7 +57,7 @@ class TimelineFigure(Figure):
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=100)
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
         return buffer.getvalue()
 
 
@@ -128,7 +128,7 @@ def save(fig: Figure, path: str | Path) -> Path:
     """Write the chart; the format (png, svg, pdf) follows the file's suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110 if path.suffix.lower() == ".png" else "figure")
+    fig.savefig(path, dpi=110 if path.suffix.lower() == ".png" else "figure", bbox_inches="tight")
     return path
 
 

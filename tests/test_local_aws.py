@@ -312,6 +312,7 @@ def test_update_reports_added_and_removed_resources(aws: Aws) -> None:
     assert tail == [
         (stack, "UPDATE_IN_PROGRESS"),
         ("New", "CREATE_IN_PROGRESS"),
+        ("New", "CREATE_IN_PROGRESS"),  # "Resource creation Initiated", as in a create
         ("New", "CREATE_COMPLETE"),
         (stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
         ("Old", "DELETE_IN_PROGRESS"),
@@ -710,3 +711,259 @@ def test_missing_ssm_parameter_is_a_validation_error(aws: Aws, command: str) -> 
         "this account." in result.stderr
     )
     assert stack not in {s["StackName"] for s in aws.cfn.list_stacks()["StackSummaries"]}
+
+
+# --- a resource failing during an UPDATE: CloudFormation rolls the update back ---------------
+
+FAILED_UPDATE = "The following resource(s) failed to update: [{}]. "
+FAILED_CREATE = "The following resource(s) failed to create: [{}]. "
+REPLACING = "Requested update requires the creation of a new physical resource; hence creating one."
+
+
+def lab_stack_template(
+    key_name: str, *, cidr: str = "0.0.0.0/0", extra: dict | None = None, first: bool = False
+) -> str:
+    """The exercise's two resources (key pair and AMI written in), plus ``extra`` resources
+    listed before (``first``) or after them."""
+    ami = "ami-03c3da4cfa8e8943a"  # moto's bundled Amazon Linux 2023 image in us-east-1
+    lab = {
+        "Ec2Instance": {
+            "Type": "AWS::EC2::Instance",
+            "Properties": {
+                "SecurityGroups": [{"Ref": "InstanceSecurityGroup"}],
+                "KeyName": key_name,
+                "ImageId": ami,
+            },
+        },
+        "InstanceSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "Enable SSH access via port 22",
+                "SecurityGroupIngress": [
+                    {"IpProtocol": "tcp", "FromPort": "22", "ToPort": "22", "CidrIp": cidr}
+                ],
+            },
+        },
+    }
+    resources = {**(extra or {}), **lab} if first else {**lab, **(extra or {})}
+    return json.dumps({"Resources": resources})
+
+
+EXTRA_GROUP = {
+    "ExtraGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "x"}}
+}
+
+
+def second_instance(key_name: str) -> dict:
+    return {
+        "SecondInstance": {
+            "Type": "AWS::EC2::Instance",
+            "Properties": {"KeyName": key_name, "ImageId": "ami-03c3da4cfa8e8943a"},
+        }
+    }
+
+
+def stack_resources(aws: Aws, stack: str) -> dict[str, str]:
+    found = aws.cfn.describe_stack_resources(StackName=stack)["StackResources"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in found}
+
+
+def ingress(aws: Aws, group_id: str) -> list[tuple]:
+    (group,) = aws.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    return [
+        (p["IpProtocol"], p["FromPort"], p["ToPort"], tuple(r["CidrIp"] for r in p["IpRanges"]))
+        for p in group["IpPermissions"]
+    ]
+
+
+def instance_state(aws: Aws, instance_id: str) -> str:
+    found = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return found[0]["Instances"][0]["State"]["Name"]
+
+
+UPDATE_FAILURES = {
+    # the instance is replaced (KeyName is create-only) by one with a key pair that is missing
+    "replaced instance, missing key pair": (
+        lambda key: lab_stack_template("rollback-lab-no-such-key"),
+        "Ec2Instance",
+        [
+            ("Ec2Instance", "UPDATE_IN_PROGRESS"),
+            ("Ec2Instance", "UPDATE_FAILED"),
+        ],
+        [("Ec2Instance", "UPDATE_IN_PROGRESS"), ("Ec2Instance", "UPDATE_COMPLETE")],
+        [],
+    ),
+    # a new group is made first, then the lab group's rule (changed in place) is invalid
+    "invalid rule changed in place, after a new group": (
+        lambda key: lab_stack_template(key, cidr="999.1.1.1/99", extra=EXTRA_GROUP, first=True),
+        "InstanceSecurityGroup",
+        [
+            ("ExtraGroup", "CREATE_IN_PROGRESS"),
+            ("ExtraGroup", "CREATE_IN_PROGRESS"),
+            ("ExtraGroup", "CREATE_COMPLETE"),
+            ("InstanceSecurityGroup", "UPDATE_IN_PROGRESS"),
+            ("InstanceSecurityGroup", "UPDATE_FAILED"),
+        ],
+        [
+            ("InstanceSecurityGroup", "UPDATE_IN_PROGRESS"),
+            ("InstanceSecurityGroup", "UPDATE_COMPLETE"),
+        ],
+        [("ExtraGroup", "DELETE_IN_PROGRESS"), ("ExtraGroup", "DELETE_COMPLETE")],
+    ),
+    # two new resources: a group that is made, then an instance that fails
+    "new instance fails after a new group": (
+        lambda key: lab_stack_template(
+            key, extra={**EXTRA_GROUP, **second_instance("rollback-lab-no-such-key")}
+        ),
+        "SecondInstance",
+        [
+            ("ExtraGroup", "CREATE_IN_PROGRESS"),
+            ("ExtraGroup", "CREATE_IN_PROGRESS"),
+            ("ExtraGroup", "CREATE_COMPLETE"),
+            ("SecondInstance", "CREATE_IN_PROGRESS"),
+            ("SecondInstance", "CREATE_FAILED"),
+        ],
+        [],
+        [
+            ("SecondInstance", "DELETE_COMPLETE"),  # it never existed: only its end is recorded
+            ("ExtraGroup", "DELETE_IN_PROGRESS"),
+            ("ExtraGroup", "DELETE_COMPLETE"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UPDATE_FAILURES))
+def test_failed_update_rolls_back_to_the_old_resources_then_a_good_update_works(
+    aws: Aws, case: str
+) -> None:
+    make_template, failed, forward, put_back, cleanup = UPDATE_FAILURES[case]
+    key, stack = unique("key"), unique("upd")
+    aws.ec2.create_key_pair(KeyName=key)
+    created = aws.deploy(lab_stack_template(key), stack)
+    assert created.returncode == 0, created.stderr
+    before = stack_resources(aws, stack)
+    rules_before = ingress(aws, before["InstanceSecurityGroup"])
+    groups_before = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+    created_events = len(aws.events(stack))
+
+    result = aws.deploy(make_template(key), stack)
+
+    assert result.returncode == 255, result.stdout
+    assert "Failed to create/update the stack" in result.stderr
+    assert "Waiting for stack create/update to complete" in result.stdout
+    events = aws.events(stack)[created_events:]
+    verb = "create" if forward[-1][1] == "CREATE_FAILED" else "update"
+    assert sequence(events) == [
+        (stack, "UPDATE_IN_PROGRESS"),
+        *forward,
+        (stack, "UPDATE_ROLLBACK_IN_PROGRESS"),
+        *put_back,
+        (stack, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        *cleanup,
+        (stack, "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    by_status = {(e["LogicalResourceId"], e["ResourceStatus"]): e for e in events}
+    assert events[0]["ResourceStatusReason"] == "User Initiated"
+    rollback = by_status[(stack, "UPDATE_ROLLBACK_IN_PROGRESS")]["ResourceStatusReason"]
+    template = FAILED_CREATE if verb == "create" else FAILED_UPDATE
+    assert rollback == template.format(failed)
+    reason = by_status[(failed, f"{verb.upper()}_FAILED")]["ResourceStatusReason"]
+    if failed == "InstanceSecurityGroup":
+        assert "invalid CIDR subnet specification" in reason
+        assert "Error Code: InvalidParameterValue" in reason
+    else:
+        assert reason.startswith(
+            "The key pair 'rollback-lab-no-such-key' does not exist (Service: AmazonEC2;"
+        )
+    if failed == "Ec2Instance":
+        replacing = events[1]
+        assert replacing["ResourceStatusReason"] == REPLACING
+        assert replacing["PhysicalResourceId"] == before["Ec2Instance"]
+    for logical_id, status in put_back:  # rolled back onto the resource as it was
+        assert by_status[(logical_id, status)]["PhysicalResourceId"] == before[logical_id]
+    if cleanup:
+        made = by_status[("ExtraGroup", "CREATE_COMPLETE")]["PhysicalResourceId"]
+        assert by_status[("ExtraGroup", "DELETE_COMPLETE")]["PhysicalResourceId"] == made
+        assert made not in {
+            g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]
+        }
+    times = [e["Timestamp"] for e in events]
+    assert all(a < b for a, b in zip(times, times[1:], strict=False)), times
+
+    # The stack holds its old resources, as they were, and nothing the update made is left.
+    described = aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    assert described["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert stack_resources(aws, stack) == before
+    assert instance_state(aws, before["Ec2Instance"]) == "running"
+    assert ingress(aws, before["InstanceSecurityGroup"]) == rules_before
+    groups_after = {g["GroupId"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]}
+    assert groups_after == groups_before
+    running = aws.ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]},
+                 {"Name": "tag:aws:cloudformation:stack-name", "Values": [stack]}]
+    )  # fmt: skip
+    assert [i["InstanceId"] for r in running["Reservations"] for i in r["Instances"]] == [
+        before["Ec2Instance"]
+    ]
+    body = aws.cfn.get_template(StackName=stack)["TemplateBody"]  # the old template again
+    assert (json.loads(body) if isinstance(body, str) else body) == json.loads(
+        lab_stack_template(key)
+    )
+
+    # Still usable: a good update goes through as any update does.
+    fixed_key = unique("key")
+    aws.ec2.create_key_pair(KeyName=fixed_key)
+    good = {
+        "replaced instance, missing key pair": lab_stack_template(fixed_key),
+        "invalid rule changed in place, after a new group": lab_stack_template(
+            key, cidr="10.0.0.0/8", extra=EXTRA_GROUP, first=True
+        ),
+        "new instance fails after a new group": lab_stack_template(
+            key, extra={**EXTRA_GROUP, **second_instance(fixed_key)}
+        ),
+    }[case]
+    updated = aws.deploy(good, stack)
+    assert updated.returncode == 0, updated.stderr
+    assert f"Successfully created/updated stack - {stack}" in updated.stdout
+    later = aws.events(stack)[created_events + len(events) :]
+    assert sequence(later)[0] == (stack, "UPDATE_IN_PROGRESS")
+    assert sequence(later)[-1] == (stack, "UPDATE_COMPLETE")
+    after = stack_resources(aws, stack)
+    assert aws.cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == (
+        "UPDATE_COMPLETE"
+    )
+    if case == "replaced instance, missing key pair":
+        assert sequence(later) == [
+            (stack, "UPDATE_IN_PROGRESS"),
+            ("Ec2Instance", "UPDATE_IN_PROGRESS"),
+            ("Ec2Instance", "UPDATE_IN_PROGRESS"),
+            ("Ec2Instance", "UPDATE_COMPLETE"),
+            (stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+            ("Ec2Instance", "DELETE_IN_PROGRESS"),
+            ("Ec2Instance", "DELETE_COMPLETE"),
+            (stack, "UPDATE_COMPLETE"),
+        ]
+        assert later[2]["ResourceStatusReason"] == "Resource creation Initiated"
+        assert later[2]["PhysicalResourceId"] == after["Ec2Instance"] != before["Ec2Instance"]
+        assert later[5]["PhysicalResourceId"] == before["Ec2Instance"]
+        assert instance_state(aws, before["Ec2Instance"]) == "terminated"
+    elif case == "invalid rule changed in place, after a new group":
+        assert after["InstanceSecurityGroup"] == before["InstanceSecurityGroup"]  # in place
+        assert ingress(aws, after["InstanceSecurityGroup"]) == [("tcp", 22, 22, ("10.0.0.0/8",))]
+        assert set(after) == {"Ec2Instance", "InstanceSecurityGroup", "ExtraGroup"}
+    else:
+        assert instance_state(aws, after["SecondInstance"]) == "running"
+        assert after["Ec2Instance"] == before["Ec2Instance"]
+
+    from helpers.stack_events import phases, stack_events
+
+    labelled = phases(stack_events(stack, client=aws.cfn))
+    stack_phases = labelled[labelled["is_stack"]]["phase"].astype(str).tolist()
+    assert stack_phases == ["review", "create", "alive", "update", "update-rollback", "alive",
+                            "update", "alive"]  # fmt: skip
+    # the first resource with work in the rollback (a failed create has only its end there)
+    rolled_id = next(name for name, status in put_back + cleanup if status.endswith("PROGRESS"))
+    rolled = labelled[labelled["logical_id"] == rolled_id]
+    assert "update-rollback" in rolled["phase"].astype(str).tolist()
+    aws.cfn.delete_stack(StackName=stack)

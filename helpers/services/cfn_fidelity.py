@@ -12,6 +12,15 @@ methods (never its files):
 - a resource that fails gets CREATE_FAILED with AWS's reason, the stack goes
   ROLLBACK_IN_PROGRESS, what was created is deleted, and the stack ends ROLLBACK_COMPLETE —
   which, as on AWS, cannot be updated until it is deleted;
+- a resource that fails during an UPDATE gets UPDATE_FAILED (CREATE_FAILED if the update
+  added it) with AWS's reason; the stack goes UPDATE_ROLLBACK_IN_PROGRESS "The following
+  resource(s) failed to update: [X]. ", each resource the update changed gets its old
+  properties back (UPDATE_IN_PROGRESS → UPDATE_COMPLETE on its old physical id), what the
+  update created is deleted in UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS, and the stack
+  ends UPDATE_ROLLBACK_COMPLETE, still updatable (:class:`_Update`). A changed create-only
+  property (the resource schema's, from cfn-lint) replaces the resource — new one first, the
+  old one deleted in the cleanup — as AWS does; other changes are made in place where this
+  module knows how (:data:`IN_PLACE`), else by a replacement;
 - a change set for a new stack reuses a stack left in REVIEW_IN_PROGRESS (never two live stacks
   with one name); a template AWS would reject is rejected with AWS's ValidationError text;
 - parameters of AWS-specific types (``AWS::EC2::KeyPair::KeyName``, ``AWS::EC2::Image::Id``,
@@ -54,7 +63,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NoReturn
 
 SUPPORTED_MOTO_VERSION = "5.2.5"
 STEP_SECONDS_ENV = "ROLLBACK_LAB_CFN_STEP_SECONDS"
@@ -133,8 +143,9 @@ REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
         "delete_stack",
         "update_stack",
         "describe_stack_events",
+        "_resolve_update_parameters",
     ),
-    "moto.cloudformation.models:ChangeSet": ("apply", "diff", "_parse_template"),
+    "moto.cloudformation.models:ChangeSet": ("diff", "_parse_template"),
     "moto.cloudformation.models:Event": ("sendToSns",),
     "moto.cloudformation.parsing:ResourceMap": (
         "__getitem__",
@@ -148,7 +159,7 @@ REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
         "_get_param",
         "_validate_different_update",
     ),
-    "moto.cloudformation.parsing:": ("get_model_map",),
+    "moto.cloudformation.parsing:": ("get_model_map", "clean_json"),
     "moto.ec2.exceptions:InvalidKeyPairNameError": ("__init__",),
     "moto.ec2.models:EC2Backend": (
         "describe_key_pairs",
@@ -160,6 +171,11 @@ REQUIRED_INTERNALS: dict[str, tuple[str, ...]] = {
         "get_vpc",
         "get_volume",
         "describe_availability_zones",
+        "authorize_security_group_ingress",
+        "revoke_security_group_ingress",
+        "create_tags",
+        "delete_tags",
+        "modify_instance_attribute",
     ),
     "moto.ssm.models:SimpleSystemManagerBackend": ("get_parameter",),
     "moto.ec2.models.core:TaggedEC2Resource": (),
@@ -626,51 +642,39 @@ class _DeleteFailed(Exception):
         self.logical_id = logical_id
 
 
-def _delete_resource(stack: Any, logical_id: str) -> None:
-    resource_map = stack.resource_map
-    body = resource_map._resource_json_map[logical_id]
-    resource = resource_map._parsed_resources.get(logical_id)
+def _delete_physical(
+    stack: Any, resource_map: Any, logical_id: str, resource: Any, body: Mapping[str, Any]
+) -> Exception | None:
+    """Delete one physical resource with its events; the error when it could not be."""
     resource_type = body["Type"]
     physical = _physical_id(resource, logical_id)
     if body.get("DeletionPolicy") == "Retain":
-        emit(
-            stack,
-            "DELETE_SKIPPED",
-            logical_id=logical_id,
-            physical_id=physical,
-            resource_type=resource_type,
-        )
-        resource_map._parsed_resources.pop(logical_id, None)
-        return
-    emit(
-        stack,
-        "DELETE_IN_PROGRESS",
-        logical_id=logical_id,
-        physical_id=physical,
-        resource_type=resource_type,
-    )
+        emit(stack, "DELETE_SKIPPED", logical_id=logical_id, physical_id=physical,
+             resource_type=resource_type)  # fmt: skip
+        return None
+    emit(stack, "DELETE_IN_PROGRESS", logical_id=logical_id, physical_id=physical,
+         resource_type=resource_type)  # fmt: skip
     try:
         if resource is not None and not isinstance(resource, str):
             resource_map._delete_resource(resource, body)
     except Exception as exc:  # noqa: BLE001 (any backend error is a failed delete, as on AWS)
-        emit(
-            stack,
-            "DELETE_FAILED",
-            failure_reason(exc, resource_type),
-            logical_id=logical_id,
-            physical_id=physical,
-            resource_type=resource_type,
-        )
-        raise _DeleteFailed(logical_id) from exc
-    resource_map._parsed_resources.pop(logical_id, None)
+        emit(stack, "DELETE_FAILED", failure_reason(exc, resource_type), logical_id=logical_id,
+             physical_id=physical, resource_type=resource_type)  # fmt: skip
+        return exc
     _pause(resource_type)
-    emit(
-        stack,
-        "DELETE_COMPLETE",
-        logical_id=logical_id,
-        physical_id=physical,
-        resource_type=resource_type,
-    )
+    emit(stack, "DELETE_COMPLETE", logical_id=logical_id, physical_id=physical,
+         resource_type=resource_type)  # fmt: skip
+    return None
+
+
+def _delete_resource(stack: Any, logical_id: str) -> None:
+    resource_map = stack.resource_map
+    body = resource_map._resource_json_map[logical_id]
+    resource = resource_map._parsed_resources.get(logical_id)
+    error = _delete_physical(stack, resource_map, logical_id, resource, body)
+    if error is not None:
+        raise _DeleteFailed(logical_id) from error
+    resource_map._parsed_resources.pop(logical_id, None)
 
 
 def _live_resources(stack: Any) -> list[str]:
@@ -682,13 +686,16 @@ def _live_resources(stack: Any) -> list[str]:
     return [n for n in created + others if resource_map._parsed_resources.get(n) is not None]
 
 
-def _tag_ec2_resource(stack: Any, logical_id: str, resource: Any) -> None:
+def _tag_ec2_resource(stack: Any, logical_id: str, resource: Any, resource_map: Any = None) -> None:
     """What moto's ResourceMap.create does: CloudFormation's aws:cloudformation:* tags."""
     from moto.ec2 import models as ec2_models
     from moto.ec2.models.core import TaggedEC2Resource
 
     if isinstance(resource, TaggedEC2Resource):
-        tags = dict(stack.resource_map.tags, **{"aws:cloudformation:logical-id": logical_id})
+        tags = dict(
+            (resource_map or stack.resource_map).tags,
+            **{"aws:cloudformation:logical-id": logical_id},
+        )
         backend = ec2_models.ec2_backends[stack.account_id][stack.region_name]
         backend.create_tags([resource.physical_resource_id], tags)
 
@@ -1034,7 +1041,6 @@ def _originals() -> dict[str, Any]:
     return {
         "create_stack": CloudFormationBackend.create_stack,
         "create_change_set": CloudFormationBackend.create_change_set,
-        "update_stack": CloudFormationBackend.update_stack,
     }
 
 
@@ -1142,13 +1148,28 @@ def _patched_backend_methods(original: Mapping[str, Any]) -> dict[str, Any]:
                 ok = _execute_update(stack, change_set)
             change_set.execution_status = "EXECUTE_COMPLETE" if ok else "EXECUTE_FAILED"
 
-    def update_stack(self: Any, name: str, template: str, *args: Any, **kwargs: Any) -> Any:
+    def update_stack(
+        self: Any,
+        name: str,
+        template: str,
+        role_arn: str | None,
+        parameters: list[dict[str, Any]],
+        tags: dict[str, str] | None,
+    ) -> Any:
         with _OPERATIONS:
-            validate_template(parse_template_body(template), self.region_name)
+            template_dict = parse_template_body(template)
+            validate_template(template_dict, self.region_name)
             stack = self.get_stack(name)
             _refuse_update(stack)
-            with _building():
-                return original["update_stack"](self, name, template, *args, **kwargs)
+            resolved = self._resolve_update_parameters(instance=stack, incoming_params=parameters)
+            update = SimpleNamespace(
+                template=template, template_dict=template_dict, parameters=resolved
+            )
+            if _execute_update(stack, update):
+                stack.role_arn = role_arn
+                if tags is not None:
+                    stack.tags = tags
+            return stack
 
     def delete_stack(self: Any, name_or_stack_id: str) -> None:
         with _OPERATIONS:
@@ -1214,80 +1235,378 @@ def _update_parameter_problems(stack: Any, change_set: Any) -> list[tuple[str, s
 
 
 def _execute_update(stack: Any, change_set: Any) -> bool:
-    """moto's update with AWS's events around it; a failure is reported, not rolled back."""
-    resource_map = stack.resource_map
-    new_resources = change_set.template_dict["Resources"]
-    diff = resource_map.build_resource_diff(change_set.template_dict, change_set.parameters)
+    """An update as CloudFormation runs it: each added, changed or replaced resource with its
+    events; on a failure the update is rolled back (see :class:`_Update`)."""
     stack.status = "UPDATE_IN_PROGRESS"
     emit(stack, "UPDATE_IN_PROGRESS", "User Initiated")
     problems = _update_parameter_problems(stack, change_set)
     if problems:
         _refuse_parameters_on_update(stack, problems)
         return False
-    order = dependency_order(new_resources)
-    touched = [(n, "CREATE") for n in order if n in diff["Add"]]
-    touched += [(n, "UPDATE") for n in order if n in diff["Modify"]]
-    removed = [
-        (
-            n,
-            resource_map._resource_json_map[n]["Type"],
-            _physical_id(resource_map._parsed_resources.get(n), n),
-        )
-        for n in diff["Remove"]
-    ]
-    for name, verb in touched:
-        emit(
-            stack,
-            f"{verb}_IN_PROGRESS",
-            logical_id=name,
-            physical_id=_physical_id(resource_map._parsed_resources.get(name), name)
-            if verb == "UPDATE"
-            else "",
-            resource_type=new_resources[name]["Type"],
-        )
+    update = _Update(stack, change_set.template_dict)
     try:
-        with _building():
-            change_set.apply()
-    except Exception as exc:  # noqa: BLE001
-        stack.status = "UPDATE_ROLLBACK_FAILED"
-        stack.status_reason = (
-            f"rollback-lab's local AWS cannot roll back an update: {failure_reason(exc, '')}"
-        )
-        emit(stack, "UPDATE_ROLLBACK_FAILED", stack.status_reason)
+        update.new_map = _new_resource_map(stack, change_set.template_dict, change_set.parameters)
+        update.forward()
+    except _ResourceFailed as failure:
+        update.roll_back(failure)
         return False
-    for name, verb in touched:
-        resource_type = new_resources[name]["Type"]
+    except Exception as exc:  # noqa: BLE001 (a template moto cannot load: nothing was touched)
+        update.roll_back(_ResourceFailed("", "update", failure_reason(exc, "")))
+        return False
+    update.finish(change_set.template, change_set.parameters)
+    return True
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+REPLACING_REASON = (
+    "Requested update requires the creation of a new physical resource; hence creating one."
+)
+
+
+class _ResourceFailed(Exception):
+    def __init__(self, logical_id: str, verb: str, reason: str) -> None:
+        super().__init__(reason)
+        self.logical_id, self.verb, self.reason = logical_id, verb, reason
+
+
+def _create_only_properties(resource_type: str) -> frozenset[str]:
+    """Top-level properties whose change makes AWS replace the resource (the resource schema's
+    createOnlyProperties, as cfn-lint ships them)."""
+    return _CREATE_ONLY.setdefault(resource_type, _schema_create_only(resource_type))
+
+
+_CREATE_ONLY: dict[str, frozenset[str]] = {}
+
+
+def _schema_create_only(resource_type: str) -> frozenset[str]:
+    try:
+        from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource_type).schema
+    except Exception:  # noqa: BLE001 (no schema: nothing known to force a replacement)
+        return frozenset()
+    return frozenset(
+        path.split("/")[2]
+        for path in schema.get("createOnlyProperties", [])
+        if path.startswith("/properties/")
+    )
+
+
+def _tag_map(properties: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in properties.get("Tags") or [] if isinstance(t, dict)}
+
+
+def _retag(backend: Any, resource_id: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    before, after = _tag_map(old), _tag_map(new)
+    gone = {k: v for k, v in before.items() if k not in after}
+    if gone:
+        backend.delete_tags([resource_id], gone)
+    if after:
+        backend.create_tags([resource_id], after)
+
+
+def _update_group(backend: Any, group: Any, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """A security group's rules and tags change in place (AWS keeps the group id)."""
+    if old.get("Tags") != new.get("Tags"):
+        _retag(backend, group.id, old, new)
+    if old.get("SecurityGroupIngress") == new.get("SecurityGroupIngress"):
+        return
+    rule_ids = [rule.id for rule in group.ingress_rules]
+    if rule_ids:
+        backend.revoke_security_group_ingress(
+            group.id, None, None, None, [], security_rule_ids=rule_ids, vpc_id=group.vpc_id
+        )
+    for rule in new.get("SecurityGroupIngress") or []:  # as moto's own create_from_... does
+        source = {
+            key: rule[prop]
+            for key, prop in (("GroupId", "SourceSecurityGroupId"),
+                              ("GroupName", "SourceSecurityGroupName"))
+            if rule.get(prop)
+        }  # fmt: skip
+        backend.authorize_security_group_ingress(
+            group_name_or_id=group.id,
+            ip_protocol=rule["IpProtocol"],
+            from_port=rule["FromPort"],
+            to_port=rule["ToPort"],
+            ip_ranges=rule.get("CidrIp", []),
+            source_groups=[source] if source else [],
+            vpc_id=group.vpc_id,
+        )
+
+
+def _update_instance(
+    backend: Any, instance: Any, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> None:
+    """An instance's tags and type change in place (AWS stops and starts it: same id)."""
+    if old.get("Tags") != new.get("Tags"):
+        _retag(backend, instance.id, old, new)
+    if old.get("InstanceType") != new.get("InstanceType"):
+        backend.modify_instance_attribute(instance.id, "instance_type", new.get("InstanceType"))
+
+
+# What this local AWS can change without replacing the resource, and which properties it can
+# change that way. Any other change replaces the resource (see the report in _update_mode).
+IN_PLACE: dict[str, tuple[frozenset[str], Callable[..., None]]] = {
+    "AWS::EC2::SecurityGroup": (frozenset({"SecurityGroupIngress", "Tags"}), _update_group),
+    "AWS::EC2::Instance": (frozenset({"Tags", "InstanceType"}), _update_instance),
+}
+
+
+def _update_mode(resource_type: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """ "replace" when AWS would replace the resource — or when it would not but this local AWS
+    cannot change that property in place (then the physical id changes where AWS keeps it) —
+    else "in-place"."""
+    changed = {key for key in set(old) | set(new) if old.get(key) != new.get(key)}
+    if changed & _create_only_properties(resource_type):
+        return "replace"
+    handled, _ = IN_PLACE.get(resource_type, (frozenset(), None))
+    return "in-place" if changed <= handled else "replace"
+
+
+def _new_resource_map(stack: Any, template: dict[str, Any], parameters: Any) -> Any:
+    """The update's own ResourceMap: the stack's map stays as it was, the rollback's target."""
+    from moto.cloudformation.parsing import ResourceMap
+
+    old = stack.resource_map
+    tags = {k: v for k, v in old.tags.items() if k != "aws:cloudformation:logical-id"}
+    resource_map = ResourceMap(
+        stack.stack_id,
+        stack.name,
+        dict(parameters or {}),
+        tags,
+        region_name=stack.region_name,
+        account_id=stack.account_id,
+        template=template,
+        cross_stack_resources=stack.cross_stack_resources,
+    )
+    resource_map.load()
+    resource_map._resource_json_map = template["Resources"]
+    return resource_map
+
+
+def _resolved_properties(resource_map: Any, body: Mapping[str, Any]) -> Any:
+    from moto.cloudformation.parsing import clean_json
+
+    return clean_json(body.get("Properties") or {}, resource_map)
+
+
+def _ec2_backend(stack: Any) -> Any:
+    from moto.ec2 import models as ec2_models
+
+    return ec2_models.ec2_backends[stack.account_id][stack.region_name]
+
+
+class _Update:
+    """One stack update, step by step, remembering what it did so that a rollback undoes
+    exactly that: resources changed in place get their old properties back, resources it
+    created (new ones, and the new physical resource of a replacement) are deleted in the
+    cleanup, newest first. The stack's own ResourceMap is only swapped for the new one when
+    every resource succeeded."""
+
+    def __init__(self, stack: Any, template: dict[str, Any]) -> None:
+        self.stack = stack
+        self.old_map = stack.resource_map
+        self.template = template
+        self.new_map: Any = None
+        self.old_live = {
+            name: self.old_map._parsed_resources[name] for name in _live_resources(stack)
+        }
+        self.old_props = {
+            name: _resolved_properties(self.old_map, self.old_map._resource_json_map[name])
+            for name in self.old_live
+        }
+        self.new_props: dict[str, Any] = {}
+        self.made: list[tuple[str, Any]] = []  # (logical id, resource this update created)
+        self.replaced: dict[str, Any] = {}  # logical id → its old resource, kept until cleanup
+        self.changed_in_place: list[str] = []
+        self.created_names: list[str] = []
+
+    # forward ----------------------------------------------------------------------------------
+
+    def forward(self) -> None:
+        resources = self.template["Resources"]
+        for name, resource in self.old_live.items():
+            if name in resources and resources[name]["Type"] == self._old_type(name):
+                self.new_map._parsed_resources[name] = resource
+        for name in dependency_order(resources):
+            body = resources[name]
+            condition = body.get("Condition")
+            if condition and not self.new_map.lazy_condition_map[condition]:
+                self.new_map._parsed_resources.pop(name, None)
+                continue
+            if name not in self.new_map._parsed_resources:
+                self._create(name, body["Type"])
+                continue
+            new_props = _resolved_properties(self.new_map, body)
+            if new_props == self.old_props[name]:
+                continue
+            self.new_props[name] = new_props
+            if _update_mode(body["Type"], self.old_props[name], new_props) == "replace":
+                self._replace(name, body["Type"])
+            else:
+                self._change_in_place(name, body["Type"], new_props)
+
+    def _old_type(self, name: str) -> str:
+        return self.old_map._resource_json_map[name]["Type"]
+
+    def _build(self, name: str, resource_type: str) -> Any:
+        """Create the resource ``name`` of the new template (moto's lazy map does the work)."""
+        groups = (
+            _security_group_ids(self.stack) if resource_type.endswith("SecurityGroup") else None
+        )
+        try:
+            with _building():
+                resource = self.new_map[name]
+            _tag_ec2_resource(self.stack, name, resource, self.new_map)
+        except Exception:
+            if groups is not None:
+                _discard_half_made_group(self.stack, name, self.template["Resources"][name], groups)
+            raise
+        self.made.append((name, resource))
+        return resource
+
+    def _create(self, name: str, resource_type: str) -> None:
+        emit(self.stack, "CREATE_IN_PROGRESS", logical_id=name, physical_id="",
+             resource_type=resource_type)  # fmt: skip
+        try:
+            resource = self._build(name, resource_type)
+        except Exception as exc:  # noqa: BLE001 (any backend error fails the resource)
+            self._fail(name, resource_type, "create", "", exc)
+        self.created_names.append(name)
+        self._complete(name, resource_type, "CREATE", _physical_id(resource, name))
+
+    def _replace(self, name: str, resource_type: str) -> None:
+        old = self.new_map._parsed_resources.pop(name)
+        old_physical = _physical_id(old, name)
+        emit(self.stack, "UPDATE_IN_PROGRESS", REPLACING_REASON, logical_id=name,
+             physical_id=old_physical, resource_type=resource_type)  # fmt: skip
+        try:
+            resource = self._build(name, resource_type)
+        except Exception as exc:  # noqa: BLE001
+            self.new_map._parsed_resources[name] = old
+            self._fail(name, resource_type, "update", old_physical, exc)
+        self.replaced[name] = old
+        self._complete(name, resource_type, "UPDATE", _physical_id(resource, name))
+
+    def _change_in_place(self, name: str, resource_type: str, new_props: Any) -> None:
+        resource = self.new_map._parsed_resources[name]
+        physical = _physical_id(resource, name)
+        emit(self.stack, "UPDATE_IN_PROGRESS", logical_id=name, physical_id=physical,
+             resource_type=resource_type)  # fmt: skip
+        self.changed_in_place.append(name)  # before: a half-made change is rolled back too
+        _, apply = IN_PLACE[resource_type]
+        try:
+            apply(_ec2_backend(self.stack), resource, self.old_props[name], new_props)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(name, resource_type, "update", physical, exc)
         _pause(resource_type)
+        emit(self.stack, "UPDATE_COMPLETE", logical_id=name, physical_id=physical,
+             resource_type=resource_type)  # fmt: skip
+
+    def _complete(self, name: str, resource_type: str, verb: str, physical: str) -> None:
+        emit(self.stack, f"{verb}_IN_PROGRESS", "Resource creation Initiated", logical_id=name,
+             physical_id=physical, resource_type=resource_type)  # fmt: skip
+        _pause(resource_type)
+        emit(self.stack, f"{verb}_COMPLETE", logical_id=name, physical_id=physical,
+             resource_type=resource_type)  # fmt: skip
+
+    def _fail(
+        self, name: str, resource_type: str, verb: str, physical: str, exc: Exception
+    ) -> NoReturn:
+        _pause(resource_type, 0.5)  # AWS takes a moment to call the service and fail
+        reason = failure_reason(exc, resource_type)
+        emit(self.stack, f"{verb.upper()}_FAILED", reason, logical_id=name,
+             physical_id=physical, resource_type=resource_type)  # fmt: skip
+        raise _ResourceFailed(name, verb, reason) from exc
+
+    # done -------------------------------------------------------------------------------------
+
+    def finish(self, template_body: str, parameters: Any) -> None:
+        stack = self.stack
+        resources = self.template["Resources"]
+        kept = self.new_map._parsed_resources
+        stale = [
+            (name, self.replaced.get(name, resource), self.old_map._resource_json_map[name])
+            for name, resource in self.old_live.items()
+            if name in self.replaced or kept.get(name) is not resource
+        ]
+        stack.resource_map = self.new_map
+        stack.template = template_body
+        stack._parse_template()
+        stack.parameters = dict(parameters or {})
+        stack.output_map = stack._create_output_map()
+        stack.lab_created = [n for n in dependency_order(resources) if kept.get(n) is not None]
+        all_deleted = True
+        if stale:
+            stack.status = "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+            emit(stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+            order = dependency_order(self.old_map._resource_json_map)
+            for name, resource, body in sorted(
+                stale, key=lambda s: order.index(s[0]), reverse=True
+            ):
+                all_deleted &= _delete_physical(stack, self.old_map, name, resource, body) is None
+        stack.status = "UPDATE_COMPLETE"
+        stack.status_reason = None
         emit(
             stack,
-            f"{verb}_COMPLETE",
-            logical_id=name,
-            physical_id=_physical_id(resource_map._parsed_resources.get(name), name),
-            resource_type=resource_type,
+            "UPDATE_COMPLETE",
+            None
+            if all_deleted
+            else "Update successful. One or more resources could not be deleted.",
         )
-    stack.template = change_set.template
-    stack._parse_template()
-    stack.output_map = stack._create_output_map()
-    if removed:
-        emit(stack, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
-        for name, resource_type, physical in removed:
-            emit(
-                stack,
-                "DELETE_IN_PROGRESS",
-                logical_id=name,
-                physical_id=physical,
-                resource_type=resource_type,
-            )
-            emit(
-                stack,
-                "DELETE_COMPLETE",
-                logical_id=name,
-                physical_id=physical,
-                resource_type=resource_type,
-            )
-    stack.status = "UPDATE_COMPLETE"
-    emit(stack, "UPDATE_COMPLETE")
-    return True
+
+    def roll_back(self, failure: _ResourceFailed) -> None:
+        stack = self.stack
+        stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
+        stack.status_reason = (
+            f"The following resource(s) failed to {failure.verb}: [{failure.logical_id}]. "
+            if failure.logical_id
+            else failure.reason
+        )
+        emit(stack, "UPDATE_ROLLBACK_IN_PROGRESS", stack.status_reason)
+        touched = set(self.replaced) | set(self.changed_in_place)
+        if failure.verb == "update" and failure.logical_id:
+            touched.add(failure.logical_id)
+        for name in dependency_order(self.old_map._resource_json_map):
+            if name in touched and not self._put_back(name):
+                return
+        stack.status = "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+        emit(stack, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+        if failure.verb == "create":  # nothing of it exists: AWS only records its end
+            _pause(self.template["Resources"][failure.logical_id]["Type"], 0.5)
+            emit(stack, "DELETE_COMPLETE", logical_id=failure.logical_id, physical_id="",
+                 resource_type=self.template["Resources"][failure.logical_id]["Type"])  # fmt: skip
+        for name, resource in reversed(self.made):
+            _delete_physical(stack, self.new_map, name, resource, self.template["Resources"][name])
+        stack.status = "UPDATE_ROLLBACK_COMPLETE"
+        stack.status_reason = None
+        emit(stack, "UPDATE_ROLLBACK_COMPLETE")
+
+    def _put_back(self, name: str) -> bool:
+        """The resource as it was before the update: its old physical resource (a replacement
+        is simply dropped in the cleanup) with its old properties."""
+        stack = self.stack
+        resource = self.old_live[name]
+        resource_type = self._old_type(name)
+        physical = _physical_id(resource, name)
+        emit(stack, "UPDATE_IN_PROGRESS", logical_id=name, physical_id=physical,
+             resource_type=resource_type)  # fmt: skip
+        try:
+            if name in self.changed_in_place:
+                _, apply = IN_PLACE[resource_type]
+                apply(_ec2_backend(stack), resource, self.new_props[name], self.old_props[name])
+        except Exception as exc:  # noqa: BLE001
+            emit(stack, "UPDATE_FAILED", failure_reason(exc, resource_type), logical_id=name,
+                 physical_id=physical, resource_type=resource_type)  # fmt: skip
+            stack.status = "UPDATE_ROLLBACK_FAILED"
+            stack.status_reason = f"The following resource(s) failed to update: [{name}]. "
+            emit(stack, "UPDATE_ROLLBACK_FAILED", stack.status_reason)
+            return False
+        _pause(resource_type)
+        emit(stack, "UPDATE_COMPLETE", logical_id=name, physical_id=physical,
+             resource_type=resource_type)  # fmt: skip
+        return True
 
 
 # --- API surface -------------------------------------------------------------------------------

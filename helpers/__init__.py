@@ -16,3 +16,10 @@ __version__ = "0.1.0"
 # kit validates uses the ``iri`` formats, so the package is marked "not importable" and
 # jsonschema skips those formats.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+if "ipykernel" in sys.modules:
+    # In a notebook the tables carry whole sentences (cfn-lint's messages, AWS's reasons, the
+    # checks' hints); pandas cuts every cell at 50 characters, which hides the point of a cell.
+    import pandas
+
+    pandas.set_option("display.max_colwidth", None)

@@ -33,7 +33,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rollback-lab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rollback-lab",
+        description="The Rollback lab's command line: the local AWS and CircleCI, pipelines, "
+        "charts of a stack's events, and checks of your template.yml and config.yml.",
+        epilog="`rollback-lab COMMAND --help` describes a command's options.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = _wanted_command(sys.argv[1:])
     for name, (module_name, help_text) in COMMANDS.items():

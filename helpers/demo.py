@@ -140,10 +140,16 @@ def _summary_line(result: NotebookRun) -> str:
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=Path("build/demo"), help="folder for executed notebooks"
+        "--out",
+        type=Path,
+        default=Path("build/demo"),
+        help="folder for the executed notebooks, their HTML pages and charts (default: build/demo)",
     )
     parser.add_argument(
-        "--notebooks", type=Path, default=NOTEBOOKS, help="folder of numbered notebooks"
+        "--notebooks",
+        type=Path,
+        default=NOTEBOOKS,
+        help="folder of numbered notebooks (default: the kit's notebooks/)",
     )
     parser.add_argument(
         "--services",

@@ -538,7 +538,8 @@ class PipelineRun:
         return self._logs[number]
 
     def steps(self, job: str) -> pd.DataFrame:
-        """The job's steps in order: status, exit code, times and the first line of output."""
+        """The job's steps in order: status, exit code, times and the first line of the log
+        after the shell line CircleCI opens a ``run`` step's log with (so: its command)."""
         rows = [
             {
                 "step": log.action.name,
@@ -546,7 +547,7 @@ class PipelineRun:
                 "exit_code": log.action.exit_code,
                 "started_at": log.action.start_time,
                 "stopped_at": log.action.end_time,
-                "output": _first_line(log.text),
+                "output": _first_line(_without_shell_line(log.text)),
             }
             for log in self._step_logs(job)
         ]
@@ -591,7 +592,10 @@ class PipelineRun:
         return f"pipeline {self.number}: {self.outcome}{stack}"
 
     def table(self) -> pd.DataFrame:
-        return self.jobs[["name", "status", "job_number", "started_at", "stopped_at", "duration"]]
+        table = self.jobs[["name", "status", "job_number", "started_at", "stopped_at"]].copy()
+        # Seconds read better in a lecture than a timedelta's "0 days 00:00:01.448000".
+        table["seconds"] = self.jobs["duration"].dt.total_seconds().round(1)
+        return table
 
     def __repr__(self) -> str:
         return f"{self.headline()}\n{self.table().to_string(index=False)}"
@@ -651,8 +655,13 @@ class Mark:
         return (
             f'<p><span style="color:{colour};font-size:1.3em">{_MARKS[item.status]}</span> '
             f"<b>{item.number}. {html.escape(item.need)}</b><br>"
-            f"<span style='margin-left:1.6em'>{html.escape(item.reason)}</span></p>"
+            f"<span style='margin-left:1.6em'>{_code_spans(item.reason)}</span></p>"
         )
+
+
+def _code_spans(text: str) -> str:
+    """HTML of a reason written for a terminal: its `backticked` names set as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 class Marks(list[Mark]):
@@ -718,6 +727,13 @@ def _aws_program() -> str:
 def _first_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[0][:100] if lines else ""
+
+
+def _without_shell_line(text: str) -> str:
+    """A run step's log opens with its shell (``#!/bin/bash -eo pipefail``), the same in every
+    step; what follows (the command, then its output) tells the steps apart."""
+    first, _, rest = text.lstrip("\n").partition("\n")
+    return rest if first.startswith("#!") else text
 
 
 def environment() -> pd.DataFrame:

@@ -40,6 +40,11 @@ def test_check_of_a_folder_without_the_lab_files_is_a_clear_error(tmp_path, caps
     assert "neither template.yml nor .circleci/config.yml" in capsys.readouterr().err
 
 
+def test_check_of_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "typo"), "--no-aws"]) == 2
+    assert f"{tmp_path / 'typo'}: no such directory" in capsys.readouterr().err
+
+
 def test_a_missing_file_is_a_warning_and_the_other_is_still_checked(tmp_path, capsys):
     pc.write_config(exercise.example_config(), tmp_path / ".circleci" / "config.yml")
     assert main(["check", str(tmp_path), "--no-aws", "--format", "json"]) == 1

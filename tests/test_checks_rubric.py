@@ -26,6 +26,8 @@ def test_the_corrected_config_meets_the_six_needs(tmp_path):
     result = marks(tmp_path, exercise.lab_config())
     assert [result[n][0] for n in range(1, 7)] == ["pass"] * 6
     assert result[7][0] == "not checked"
+    assert "created by job `create_infrastructure`" in result[2][1]
+    assert "deleted by command `destroy_environment`" in result[2][1]
 
 
 def test_delete_written_in_the_job_is_not_a_reusable_command(tmp_path):

@@ -163,7 +163,7 @@ def test_needs_are_marked_one_by_one(tmp_path: Path):
     course = lab.rubric(ws.path)
     assert [mark.passed for mark in course] == [True, True, False, True, True, True]
     assert repr(lab.need(3, ws.path)).startswith("✗ 3. A job image that can run the AWS CLI")
-    assert "alpine:latest" in lab.need(3, ws.path)._repr_html_()
+    assert "<code>alpine:latest</code>" in lab.need(3, ws.path)._repr_html_()  # not `alpine:…`
 
     ws.write_config(exercise.lab_config())
     assert all(lab.need(n, ws.path).passed for n in range(1, 7))
@@ -215,3 +215,10 @@ def test_local_setup_is_idempotent_and_a_first_latest_run_runs_the_pipeline(
     session.chart(session.stack_events(run.stack_name), run, name="rollback")
     assert (tmp_path / "charts" / "rollback.png").stat().st_size > 0
     assert session.lab_stacks().empty
+
+
+def test_a_steps_output_column_skips_the_shell_line_every_run_step_opens_with():
+    log = "#!/bin/bash -eo pipefail\nreturn 1\n/bin/bash: line 1: return: can only\n"
+    assert lab._first_line(lab._without_shell_line(log)) == "return 1"
+    spin_up = "Build-agent version local (rollback-lab)\nStarting container\n"
+    assert lab._first_line(lab._without_shell_line(spin_up)) == spin_up.splitlines()[0]

@@ -21,6 +21,15 @@ from helpers.stack_events import phases, stack_events, tail
 AWS = Path(sys.executable).with_name("aws")
 REGION = "us-east-1"
 GROUP = {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": "lab"}}
+# What `rollback-lab up` tells a shell to export.
+LOCAL_AWS_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EC2_METADATA_DISABLED",
+)
 
 
 def client_for(endpoint: str):
@@ -71,10 +80,15 @@ def test_moto_server_deleted_stack_by_name_and_every_deployment(moto_server):
 
 
 @pytest.fixture(scope="module")
-def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def local_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack-events-state")
+
+
+@pytest.fixture(scope="module")
+def local_aws(local_state_dir: Path) -> Iterator[str]:
     from helpers.services.state import pid_alive
 
-    state_dir = tmp_path_factory.mktemp("stack-events-state")
+    state_dir = local_state_dir
     # ensure_services also sets AWS_ENDPOINT_URL & co. here, while the module's tests run
     with support.local_services(state_dir, cfn_step_seconds="0.002") as endpoints:
         yield endpoints.aws_endpoint_url
@@ -166,3 +180,33 @@ def test_local_aws_tail_follows_a_stack_through_its_deletion(local_aws):
     assert (name, "CREATE_COMPLETE") in statuses
     assert statuses[-1] == (name, "DELETE_COMPLETE")
     assert len({e["EventId"] for e in seen}) == len(seen) == 1 + 2 * 3 + 1 + 1 + 2 * 2 + 1
+
+
+def test_local_aws_through_the_cli_from_a_shell_that_exported_nothing(
+    local_aws, local_state_dir, monkeypatch, capsys
+):
+    """`rollback-lab up` in one terminal, `rollback-lab events NAME` in another: the command
+    finds the running services by their state dir, not through exported AWS_* variables."""
+    client = client_for(local_aws)
+    name = unique("fresh-shell")
+    client.create_stack(StackName=name, TemplateBody=template(1))
+    for variable in (*LOCAL_AWS_VARIABLES, "LAB_BACKEND"):
+        monkeypatch.setenv(variable, "")  # so that monkeypatch puts back what the run sets
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    assert main(["events", name, "--state-dir", str(local_state_dir)]) == 0
+    rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [name, "create"] in rows and ["Group00", "alive"] in rows
+    client.delete_stack(StackName=name)
+
+
+def test_no_region_for_the_real_aws_is_one_line_not_a_traceback(monkeypatch, capsys):
+    for variable in LOCAL_AWS_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("LAB_BACKEND", "real")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    assert main(["events", "myStack-abc1234"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rollback-lab events: myStack-abc1234: ") and "region" in err
+    assert "Traceback" not in err

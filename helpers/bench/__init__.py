@@ -28,28 +28,42 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
     defaults = BenchOptions()
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument(
-        "--runs", type=_positive, default=defaults.runs, help="alternated runs of each side"
+        "--runs",
+        type=_positive,
+        default=defaults.runs,
+        help="alternated runs of each side (default: %(default)s)",
     )
     parser.add_argument(
         "--pipelines",
         type=_positive,
         default=defaults.pipelines,
-        help="pipelines the classroom triggers at once",
+        help="pipelines the classroom triggers at once (default: %(default)s)",
     )
     parser.add_argument(
-        "--events", type=_positive, default=defaults.events, help="synthetic events to chart"
+        "--events",
+        type=_positive,
+        default=defaults.events,
+        help="synthetic events to chart (default: %(default)s)",
     )
     parser.add_argument(
-        "--only", nargs="+", choices=PARTS, metavar="NAME", help=f"parts to run: {', '.join(PARTS)}"
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        metavar="NAME",
+        help=f"parts to run: {', '.join(PARTS)} (default: all)",
     )
     parser.add_argument(
-        "--warmup", type=int, default=defaults.warmup, help="uncounted rounds before the runs"
+        "--warmup",
+        type=int,
+        default=defaults.warmup,
+        help="uncounted rounds before the runs (default: %(default)s)",
     )
     parser.add_argument(
         "--cfn-step-seconds",
         type=float,
         default=defaults.cfn_step_seconds,
-        help="the local CloudFormation's pause per resource, for both sides (lab default 0.2)",
+        help="the local CloudFormation's pause per resource, for both sides "
+        "(default: %(default)s; the lab's own default is 0.2)",
     )
     parser.add_argument(
         "--notebooks",

@@ -34,6 +34,8 @@ def check(
     """Check ``template.yml`` and ``.circleci/config.yml`` of a workspace (default: the lab's)."""
     directory = Path(workspace_dir) if workspace_dir is not None else default_path()
     config, template = directory / CONFIG, directory / TEMPLATE
+    if not directory.is_dir():
+        raise InputError("no such directory", file=directory)
     if not config.is_file() and not template.is_file():
         raise InputError(f"neither {TEMPLATE} nor {CONFIG} is here", file=directory)
     findings = Findings()

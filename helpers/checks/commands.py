@@ -16,7 +16,9 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "directory", nargs="?", default=".", metavar="DIR", help="the lab workspace (default: .)"
     )
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
     parser.add_argument(
         "--rubric",
         action="store_true",
@@ -48,7 +50,9 @@ def configure_cleanup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="delete the stacks listed and wait until they are gone"
     )
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
     _state_dir_option(parser)
 
 

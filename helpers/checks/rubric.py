@@ -154,8 +154,16 @@ def _deletes_created_name(facts: ConfigFacts, destroy: dict[str, list[RunStep]])
     deleted = {op.stack for steps in destroy.values() for s in steps for op in s.stack_ops}
     same = sorted(n for n in deleted if n in created)
     if same:
+        deleter = next(
+            name
+            for name, steps in destroy.items()
+            if any(op.stack == same[0] for s in steps for op in s.stack_ops)
+        )
         return _item(
-            need, "pass", f"`{same[0]}` is created by job `{created[same[0]]}` and deleted"
+            need,
+            "pass",
+            f"`{same[0]}` is created by job `{created[same[0]]}` "
+            f"and deleted by command `{deleter}`",
         )
     return _item(
         need,

@@ -29,7 +29,8 @@ from helpers.localci.runner import Engine, PipelineResult
 
 def configure_ci(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="ci_command", metavar="ACTION", required=True)
-    run = sub.add_parser("run", help="run .circleci/config.yml of a git repository locally")
+    about = "run .circleci/config.yml of a git repository locally"
+    run = sub.add_parser("run", help=about, description=about)
     run.add_argument("dir", nargs="?", default=".", help="the repository (default: .)")
     run.add_argument(
         "--workflow", action="append", help="run only this workflow (repeatable)", default=None

@@ -47,7 +47,7 @@ def run_events(args: argparse.Namespace) -> int:
         events = from_describe_output(args.input)
     else:
         _use_configured_aws(args.state_dir)
-        events = stack_events(args.stack, deployments="all" if args.all_deployments else "latest")
+        events = _fetch(args.stack, deployments="all" if args.all_deployments else "latest")
     table = phases(events)
     print(summary(table).to_string(index=False, max_colwidth=60))
     failed = table[table["outcome"] == "failed"]
@@ -69,6 +69,17 @@ def run_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(stack: str, *, deployments: str) -> pd.DataFrame:
+    """The stack's events; AWS's own refusals (no region, no credentials, no connection, an
+    error answer) become a LabError, so the command prints one line instead of a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return stack_events(stack, deployments=deployments)
+    except (BotoCoreError, ClientError) as exc:
+        raise LabError(f"{stack}: could not read its events from AWS: {exc}") from exc
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Phases as a person reads them: seconds from the first event, failures' reasons."""
     if table.empty:
@@ -88,8 +99,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def _use_configured_aws(state_dir: str | None) -> None:
     """Choose the AWS to read: an AWS_ENDPOINT_URL already set wins; LAB_BACKEND=real means
-    boto3's usual credentials and region; otherwise the local services, which must be up
-    (their helper sets AWS_ENDPOINT_URL and the dummy credentials).
+    boto3's usual credentials and region; otherwise the local services, which must be up:
+    this process is pointed at them (AWS_ENDPOINT_URL, region and the dummy credentials).
     """
     if os.environ.get("AWS_ENDPOINT_URL") and not state_dir:
         return
@@ -105,7 +116,5 @@ def _use_configured_aws(state_dir: str | None) -> None:
             "the local AWS is not configured: start it with `rollback-lab up` (or set "
             "AWS_ENDPOINT_URL), or set LAB_BACKEND=real to read real AWS"
         )
-    if state_dir:
-        require(state_dir=state_dir)
-    else:
-        require()
+    endpoints = require(state_dir=state_dir) if state_dir else require()
+    os.environ.update(endpoints.aws_env())

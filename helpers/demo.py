@@ -54,6 +54,7 @@ def _kernel_manager_class() -> type:
     # papermill hands this to nbclient; the kernel spec is built from this interpreter, like
     # nbval's --nbval-current-env, so a stray user-level "python3" kernel is never picked.
     import ipykernel.kernelspec
+    import zmq
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
@@ -69,6 +70,12 @@ def _kernel_manager_class() -> type:
         @default("kernel_spec_manager")
         def _kernel_spec_manager_default(self) -> KernelSpecManager:
             return CurrentEnvKernelSpecs(data_dir=self.data_dir)
+
+        @default("transport_encryption")
+        def _transport_encryption_default(self) -> str:
+            # Without CurveZMQ keys ipykernel warns, once per notebook, that it runs over TCP
+            # without encryption: noise in front of a class, and a fair point on shared machines.
+            return "auto" if zmq.has("curve") else "disabled"
 
     return CurrentEnvKernelManager
 

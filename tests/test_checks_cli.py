@@ -86,3 +86,11 @@ def test_notebook_tables(tmp_path):
     marks = rubric(ws, check_aws=False).to_frame()
     assert list(marks.columns) == ["need", "status", "reason"]
     assert marks.loc[3, "status"] == "fail"
+
+
+def test_rubric_of_a_folder_that_does_not_exist_says_so_like_check(tmp_path, capsys):
+    missing = tmp_path / "typo"
+    assert main(["check", str(missing), "--rubric", "--no-aws"]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such directory" in err
+    assert "config file not found" not in err

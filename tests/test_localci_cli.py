@@ -59,3 +59,33 @@ def test_ci_run_errors(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     err = capsys.readouterr().err
     assert "config.yml:13: workflows.ok.jobs[0]" in err
     assert "Cannot find a definition for job named helo" in err
+
+
+def test_ci_run_hints_at_local_aws_when_the_local_services_run(
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    import helpers.services
+
+    repo = make_repo(tmp_path / "repo", CONFIG)
+    monkeypatch.setenv("ROLLBACK_LAB_STATE_DIR", str(tmp_path / "state"))
+    # no instance for this state dir: the real lookup finds none, and no hint is printed
+    assert main(["ci", "run", str(repo), "--workflow", "ok"]) == 0
+    assert "--local-aws" not in capsys.readouterr().err
+
+    asked: list[object] = []
+
+    def running(state_dir: object = None) -> object:
+        asked.append(state_dir)
+        return object()  # what matters: not None, as for a live instance's endpoints
+
+    monkeypatch.setattr(helpers.services, "services_status", running)
+    assert main(["ci", "run", str(repo), "--workflow", "ok"]) == 0
+    captured = capsys.readouterr()
+    hints = [line for line in captured.err.splitlines() if "--local-aws" in line]
+    assert hints == [
+        "hint: local services are running: add --local-aws to send the jobs' aws commands to them"
+    ]
+    assert asked == [None]  # the state dir comes from ROLLBACK_LAB_STATE_DIR, as --local-aws's
+    assert "workflow ok: success" in captured.out  # a hint, not a refusal

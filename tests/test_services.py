@@ -191,6 +191,37 @@ def _stale(pid: int, url: str) -> ServiceState:
     )
 
 
+def test_up_env_prints_exports_a_shell_can_eval(state_dirs: list[Path], tmp_path: Path) -> None:
+    directory = new_dir(state_dirs, tmp_path, "env")
+    up = cli("up", "--state-dir", str(directory), "--json")
+    assert up.returncode == 0, up.stderr
+    started = json.loads(up.stdout)
+    # a real bash evaluates the lines: what a student types after `rollback-lab up`
+    script = f'eval "$({CLI} up --state-dir {directory} --env)" && env'
+    shell = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    env = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
+    assert env["ROLLBACK_LAB_STATE_DIR"] == str(directory.resolve())
+    assert env["AWS_ENDPOINT_URL"] == started["aws_endpoint_url"]
+    assert env["AWS_DEFAULT_REGION"] == env["AWS_REGION"] == started["region"]
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
+    if started["circleci_url"]:
+        assert env["CIRCLECI_CLI_HOST"] == started["circleci_url"]
+        assert env["CIRCLE_TOKEN"] == started["circle_token"]
+        # asked for neither env nor JSON output: no token
+        plain = cli("up", "--state-dir", str(directory))
+        assert "export CIRCLECI_CLI_HOST=" in plain.stdout
+        assert started["circle_token"] not in plain.stdout
+    both = cli("up", "--state-dir", str(directory), "--env", "--json")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
 def test_stale_state_is_never_trusted_and_is_replaced(
     state_dirs: list[Path], tmp_path: Path, foreign_server: str
 ) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.colors import to_hex
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
 from stack_events_samples import (
     KEY_PAIR_REASON,
     Stack,
@@ -22,7 +25,9 @@ from helpers.stack_events.chart import (
     JOB_COLOURS,
     JOBS_LANE,
     MAX_ROW_LABELS,
+    OTHER_JOB_COLOUR,
     PHASE_COLOURS,
+    REASONS_LANE,
 )
 
 
@@ -137,13 +142,101 @@ def test_the_failed_resource_and_its_reason_are_visible():
     marks = [c for c in ax.collections if c.get_gid() == "failed"][0]
     rows = sorted(marks.get_offsets()[:, 1].tolist())
     assert rows == [0.0, 2.0]  # the stack's create and the instance's create
-    notes = [t.get_text().replace("\n", " ") for t in ax.texts if t.get_gid() == "reason"]
-    assert notes[0].startswith("Ec2Instance: Resource handler returned message")
-    assert "The key pair 'udacity' does not exist" in notes[0]
-    assert KEY_PAIR_REASON.startswith(notes[0].removeprefix("Ec2Instance: ").split(" [")[0])
-    assert any("failed to create: [Ec2Instance]" in n for n in notes)
+    # each X carries the number of its reason; the resource's (the cause) comes first
+    numbers = {t.get_text(): t.xy[1] for t in ax.texts if t.get_gid() == "reason_mark"}
+    assert numbers == {"(1)": 2.0, "(2)": 0.0}
+    assert not [t for t in ax.texts if t.get_gid() == "reason"]  # no box over the bars
+    (caption,) = [t for t in lane(fig, REASONS_LANE).texts if t.get_gid() == "reason"]
+    text = caption.get_text()
+    assert text.startswith("(1)  Ec2Instance: Resource handler returned message")
+    assert "[…]" not in text and "..." not in text
+    # the whole reason, only wrapped: no word of it cut off
+    assert " ".join(text.split()).count(" ".join(KEY_PAIR_REASON.split())) == 1
+    assert "(2)  myStack-abc1234: The following resource(s) failed to create: [Ec2Instance]" in text
     assert "rollback" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert "failed" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_the_reasons_sit_below_the_lanes_inside_the_figure(pipeline_run):
+    events, jobs, on_fail = pipeline_run
+    failing = events_frame(native_rollback().api())
+    for fig, bottom in (
+        (timeline(failing), EVENTS_LANE),
+        (timeline(failing, jobs, on_fail=on_fail), JOBS_LANE),
+    ):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()  # lays the figure out, as saving it does
+        renderer = canvas.get_renderer()
+        (caption,) = [t for t in lane(fig, REASONS_LANE).texts if t.get_gid() == "reason"]
+        box = caption.get_window_extent(renderer)
+        lanes = lane(fig, bottom).get_tightbbox(renderer)  # bars, ticks and the x label
+        assert box.y1 <= lanes.y0  # under the lanes: it covers no bar, label or tick
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.x1  # not cut at the figure's edges
+        assert box.y0 >= 0
+
+
+def test_max_reasons_limits_the_numbered_reasons():
+    fig = timeline(events_frame(native_rollback().api()), max_reasons=1)
+    ax = lane(fig, EVENTS_LANE)
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "reason_mark"] == ["(1)"]
+    (caption,) = lane(fig, REASONS_LANE).texts
+    assert caption.get_text().startswith("(1)  Ec2Instance:") and "(2)" not in caption.get_text()
+    assert REASONS_LANE not in [a.get_label() for a in timeline(events_frame(created().api())).axes]
+
+
+# Machado, Oliveira & Fernandes (2009), severity 1: linear-RGB matrices simulating protanopia,
+# deuteranopia and tritanopia.
+COLOUR_VISION = {
+    "normal": np.eye(3),
+    "protanopia": np.array(
+        [
+            [0.152286, 1.052583, -0.204868],
+            [0.114503, 0.786281, 0.099216],
+            [-0.003882, -0.048116, 1.051998],
+        ]
+    ),
+    "deuteranopia": np.array(
+        [
+            [0.367322, 0.860646, -0.227968],
+            [0.280085, 0.672501, 0.047413],
+            [-0.011820, 0.042940, 0.968881],
+        ]
+    ),
+    "tritanopia": np.array(
+        [
+            [1.255528, -0.076749, -0.178779],
+            [-0.078411, 0.930809, 0.147602],
+            [0.004733, 0.691367, 0.303900],
+        ]
+    ),
+}
+
+
+def cielab(colour: str, vision: np.ndarray) -> np.ndarray:
+    srgb = np.array(to_rgb(colour))
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    linear = np.clip(vision @ linear, 0, 1)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    x, y, z = (xyz @ linear) / np.array([0.95047, 1.0, 1.08883])
+    fx, fy, fz = (np.cbrt(v) if v > 0.008856 else 7.787 * v + 16 / 116 for v in (x, y, z))
+    return np.array([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)])
+
+
+def test_every_legend_colour_is_told_apart_also_with_colour_blindness():
+    """Phases and job statuses share one legend column: no two of their colours may look alike,
+    with normal vision or any of the three dichromacies (CIE76 distance of at least 10)."""
+    colours = {
+        **{f"phase {k}": v for k, v in PHASE_COLOURS.items()},
+        **{f"job {k}": v for k, v in JOB_COLOURS.items()},
+        "job of another status": OTHER_JOB_COLOUR,
+    }
+    too_close = [
+        (first, second, vision, round(distance, 1))
+        for (first, a), (second, b) in itertools.combinations(colours.items(), 2)
+        for vision, matrix in COLOUR_VISION.items()
+        if (distance := float(np.linalg.norm(cielab(a, matrix) - cielab(b, matrix)))) < 10
+    ]
+    assert too_close == []
 
 
 @pytest.mark.parametrize(

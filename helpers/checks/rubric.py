@@ -87,6 +87,8 @@ def rubric(
 ) -> Rubric:
     """Mark a workspace (the folder holding ``.circleci/config.yml``) against the exercise."""
     directory = Path(workspace_dir) if workspace_dir is not None else default_path()
+    if not directory.is_dir():
+        raise InputError("no such directory", file=directory)  # the words `check DIR` uses
     facts = read_config_facts(directory / CONFIG_PATH)
     destroy = _destroy_commands(facts)
     items = [

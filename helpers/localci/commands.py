@@ -26,6 +26,10 @@ from helpers.localci.projects import git_toplevel
 from helpers.localci.recorder import RecordingObserver
 from helpers.localci.runner import Engine, PipelineResult
 
+LOCAL_AWS_HINT = (
+    "hint: local services are running: add --local-aws to send the jobs' aws commands to them"
+)
+
 
 def configure_ci(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="ci_command", metavar="ACTION", required=True)
@@ -85,7 +89,12 @@ def run_ci(args: argparse.Namespace) -> int:
             "note: uncommitted changes are not part of the run (checkout uses the last commit)",
             file=sys.stderr,
         )
-    extra_env = _local_aws_env() if args.local_aws else {}
+    if args.local_aws:
+        extra_env = _local_aws_env()
+    else:
+        extra_env = {}
+        if _local_services_running():
+            print(LOCAL_AWS_HINT, file=sys.stderr, flush=True)
     observer = RecordingObserver(on_event=None if args.json else _Printer().event)
     work_root = Path(tempfile.mkdtemp(prefix="rollback-lab-ci-"))
     engine = Engine(work_root, max_concurrent_jobs=args.max_jobs, keep_job_dirs=args.keep)
@@ -231,6 +240,15 @@ def _yaml_scalar(text: str) -> Any:
     except Exception:
         return text
     return value if isinstance(value, str | int | float | bool) else text
+
+
+def _local_services_running() -> bool:
+    """Whether a local-services instance answers for this state dir: a job's ``aws`` without
+    --local-aws goes to real AWS and, with no credentials in the job, fails with "Unable to
+    locate credentials" — the usual slip after `rollback-lab up`."""
+    from helpers.services import services_status
+
+    return services_status() is not None
 
 
 def _local_aws_env() -> dict[str, str]:

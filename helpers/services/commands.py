@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 from helpers.services import Endpoints, ensure_services, services_status, stop_services
 from helpers.services.state import STATE_DIR_ENV, resolve_state_dir
@@ -31,12 +32,29 @@ def _describe(endpoints: Endpoints) -> str:
     return "\n".join(lines)
 
 
+def _exports(endpoints: Endpoints) -> str:
+    """``export`` lines for ``eval "$(rollback-lab up --env)"``: asked for, so with the token,
+    and with the state dir so later commands (`ci run --local-aws`, `events`) find this instance."""
+    env = {
+        STATE_DIR_ENV: str(endpoints.state_dir),
+        **endpoints.aws_env(),
+        **endpoints.circleci_env(),
+    }
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+
+
 def configure_up(parser: argparse.ArgumentParser) -> None:
     _add_state_dir(parser)
-    parser.add_argument(
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object (endpoints, and the local CircleCI token when hosted)",
+    )
+    output.add_argument(
+        "--env",
+        action="store_true",
+        help='`export` lines for a shell, token included: eval "$(rollback-lab up --env)"',
     )
 
 
@@ -44,6 +62,8 @@ def run_up(args: argparse.Namespace) -> int:
     endpoints = ensure_services(args.state_dir)
     if args.json:
         print(json.dumps(endpoints.as_json(include_secrets=True)))
+    elif args.env:
+        print(_exports(endpoints))
     else:
         print(_describe(endpoints))
     return 0

@@ -1,5 +1,7 @@
 """The timeline: one row per resource (the stack first), bars coloured by phase, and under it
 the pipeline's jobs on the same clock, so a student sees which job's step started the delete.
+Failure reasons (AWS's are long) are printed in full under the lanes, numbered like their marks,
+so no note covers a bar or is cut short.
 
 Bars are drawn as one PolyCollection per phase kind (and per job status), never one artist per
 event: ten thousand events draw as fast as ten.
@@ -17,6 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
 
 from helpers.errors import InputError
 from helpers.stack_events.phases import PHASES, phases
@@ -32,18 +35,24 @@ PHASE_COLOURS: dict[str, str] = {
     "delete": "#E69F00",
     "import": "#F0E442",
 }
-JOB_COLOURS: dict[str, str] = {  # Paul Tol's "vibrant": apart from the phases' colours
-    "success": "#009988",
-    "failed": "#CC3311",
-    "running": "#33BBEE",
-    "canceled": "#999999",
+# Darker (or, for an unknown status, paler) than every phase colour, so no job bar reads as a
+# phase: Paul Tol's dark green, dark red ("medium contrast") and indigo ("muted"), and a grey.
+JOB_COLOURS: dict[str, str] = {
+    "success": "#225522",
+    "failed": "#994455",
+    "running": "#332288",
+    "canceled": "#777777",
 }
-OTHER_JOB_COLOUR = "#BBBBBB"
+OTHER_JOB_COLOUR = "#EEEEEE"
+JOB_EDGE_COLOUR = "#555555"  # outlines the pale bars on the white background
 ON_FAIL_COLOUR = "#333333"
 JOB_COLUMNS = ("name", "status", "started_at", "stopped_at")
 ON_FAIL_COLUMNS = ("job", "started_at")
 EVENTS_LANE = "stack events"
 JOBS_LANE = "pipeline jobs"
+REASONS_LANE = "failure reasons"
+REASON_LINE_INCHES = 0.16
+ROW_INCHES = 0.28
 MAX_ROW_LABELS = 60
 BAR_HEIGHT = 0.6
 # Bars shorter than this share of the time span are widened to it, or they would not show
@@ -100,15 +109,25 @@ def timeline(
 
     event_rows = _row_labels(table)
     job_rows = len(jobs) if jobs is not None else 0
-    height = min(1.2 + 0.28 * (min(len(event_rows), 80) + min(job_rows, 20)) + 1.0, 24.0)
-    fig = TimelineFigure(figsize=(width, max(height, 3.0)), layout="constrained")
-    if jobs is not None:
-        ratios = [max(len(event_rows), 1), max(job_rows, 1) + 0.5]
-        ax, jobs_ax = fig.subplots(2, 1, sharex=True, height_ratios=ratios)
-    else:
-        ax, jobs_ax = fig.subplots(1, 1), None
+    reasons = _reasons(table, max_reasons)
+    caption = _caption(reasons, width)
+    # The caption gets its own height on top of the lanes', so a long reason never squeezes them.
+    caption_inches = REASON_LINE_INCHES * (caption.count("\n") + 1) + 0.15 if caption else 0.0
+    lanes_inches = min(2.2 + ROW_INCHES * (min(len(event_rows), 80) + min(job_rows, 20)), 24.0)
+    lanes_inches = max(lanes_inches, 3.0)
+    fig = TimelineFigure(figsize=(width, lanes_inches + caption_inches), layout="constrained")
+    shares = [max(len(event_rows), 1)] + ([max(job_rows, 1) + 0.5] if jobs is not None else [])
+    # in inches, like the caption's: the title, tick labels and x label take about one inch
+    ratios = [(lanes_inches - 1.0) * share / sum(shares) for share in shares]
+    grid = fig.add_gridspec(
+        len(ratios) + bool(caption), 1, height_ratios=ratios + [caption_inches][: bool(caption)]
+    )
+    ax = fig.add_subplot(grid[0])
+    jobs_ax = fig.add_subplot(grid[1], sharex=ax) if jobs is not None else None
+    if jobs_ax is not None:
+        ax.tick_params(labelbottom=False)
     ax.set_label(EVENTS_LANE)
-    _draw_phases(ax, table, event_rows, clock, max_reasons)
+    _draw_phases(ax, table, event_rows, clock, reasons)
     if jobs_ax is not None:
         jobs_ax.set_label(JOBS_LANE)
         _draw_jobs(jobs_ax, jobs, on_fail, clock, last)
@@ -118,6 +137,8 @@ def timeline(
     bottom.set_xlabel(f"time since {_clock_time(origin)} UTC ({unit})")
     bottom.set_xlim(-span * per_second * 0.01, span * per_second * 1.02)
     fig.suptitle(title or _default_title(table, jobs is not None))
+    if caption:
+        _draw_caption(fig.add_subplot(grid[-1]), caption)
     for lane in fig.axes:
         if lane.get_legend_handles_labels()[0]:
             lane.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -178,7 +199,7 @@ def _row_keys(table: pd.DataFrame) -> pd.Series:
 
 
 def _draw_phases(
-    ax: Axes, table: pd.DataFrame, rows: list[str], clock: _Clock, max_reasons: int
+    ax: Axes, table: pd.DataFrame, rows: list[str], clock: _Clock, reasons: pd.DataFrame
 ) -> None:
     row_of = {label: index for index, label in enumerate(rows)}
     y = _row_keys(table).map(row_of).to_numpy(dtype=float)
@@ -201,48 +222,69 @@ def _draw_phases(
         marks = ax.scatter(x1[failed], y[failed], marker="X", s=60, c="black", label="failed")
         marks.set_gid("failed")
         marks.set_zorder(3)
-        _draw_reasons(ax, table[failed], x1[failed], y[failed], max_reasons, clock)
+    for number, position in enumerate(reasons["position"], start=1):
+        _draw_reason_mark(ax, number, x1[position], y[position])
     _set_rows(ax, rows)
 
 
-def _draw_reasons(
-    ax: Axes,
-    failures: pd.DataFrame,
-    x: np.ndarray,
-    y: np.ndarray,
-    limit: int,
-    clock: _Clock,
-) -> None:
-    """The first failures' reasons next to their marks, resources before the stack (the
-    resource's reason is the cause; the stack's only lists the failed resources)."""
-    order = pd.DataFrame(
-        {
-            "stack": failures["is_stack"].to_numpy(dtype=bool),
-            "no_reason": failures["reason"].isna().to_numpy(),
-            "end": x,
-        }
-    ).sort_values(["no_reason", "stack", "end"], kind="stable")
-    mid = np.nanmax(x) / 2 if len(x) else 0.0
-    for position in order.index[:limit]:
-        reason = failures["reason"].iloc[position]
-        if not reason:
-            continue
-        text = textwrap.shorten(f"{failures['logical_id'].iloc[position]}: {reason}", 150)
-        text = "\n".join(textwrap.wrap(text, 75))
-        right = x[position] > mid
-        note = ax.annotate(
-            text,
-            xy=(x[position], y[position]),
-            xytext=(-10 if right else 10, 0),
-            textcoords="offset points",
-            ha="right" if right else "left",
-            multialignment="left",
-            va="center",
-            fontsize=8,
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#D55E00", "alpha": 0.9},
-            zorder=4,
+def _reasons(table: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The failures whose reasons the chart prints: resources before the stack (the
+    resource's reason is the cause; the stack's only lists the failed resources), then by time."""
+    shown = (table["outcome"] == "failed") & table["reason"].fillna("").astype(bool)
+    failures = table.assign(position=np.arange(len(table)), stack=table["is_stack"].astype(bool))
+    return failures[shown.to_numpy()].sort_values(["stack", "end"], kind="stable").head(limit)
+
+
+def _caption(reasons: pd.DataFrame, width: float) -> str:
+    """Each reason in full, numbered like its mark, wrapped to the figure's width (about 14
+    characters of 8-point text an inch)."""
+    columns = max(int(width * 14), 40)
+    paragraphs = [
+        textwrap.fill(
+            f"({number})  {logical_id}: {reason}",
+            columns,
+            subsequent_indent="       ",
+            break_long_words=True,
         )
-        note.set_gid("reason")
+        for number, (logical_id, reason) in enumerate(
+            zip(reasons["logical_id"], reasons["reason"], strict=True), start=1
+        )
+    ]
+    return "\n".join(paragraphs)
+
+
+def _draw_reason_mark(ax: Axes, number: int, x: float, y: float) -> None:
+    """The failure's number beside its X, pointing to the reason under the chart."""
+    mark = ax.annotate(
+        f"({number})",
+        xy=(x, y),
+        xytext=(7, 7),
+        textcoords="offset points",
+        ha="left",
+        va="bottom",
+        fontsize=8,
+        fontweight="bold",
+        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        zorder=4,
+    )
+    mark.set_gid("reason_mark")
+
+
+def _draw_caption(ax: Axes, caption: str) -> None:
+    """The reasons below the lanes, from the figure's left edge: never over a bar, never cut."""
+    ax.set_label(REASONS_LANE)
+    ax.axis("off")
+    note = ax.text(
+        0.0,
+        1.0,
+        caption,
+        transform=blended_transform_factory(ax.figure.transFigure, ax.transAxes),
+        ha="left",
+        va="top",
+        fontsize=8,
+        linespacing=1.3,
+    )
+    note.set_gid("reason")
 
 
 def _draw_jobs(
@@ -267,7 +309,8 @@ def _draw_jobs(
         bars = PolyCollection(
             _rectangles(x0[chosen], x1[chosen], y[chosen], clock.min_width),
             facecolors=JOB_COLOURS.get(name, OTHER_JOB_COLOUR),
-            edgecolors="none",
+            edgecolors=JOB_EDGE_COLOUR,
+            linewidths=0.6,
             label=f"job {name}",
         )
         bars.set_gid(f"job:{name}")

@@ -387,8 +387,8 @@ class Lab:
     def _watch(self, pipeline_id: str, *, view: str, timeout: float = 1800.0) -> PipelineRun:
         from helpers.circleci.watch import watch
 
-        poll = 0.3 if self.backend == "local" else 3.0
-        jobs = watch(self.client, pipeline_id, poll=poll, view=view, timeout=timeout)  # type: ignore[arg-type]
+        # watch() picks its poll interval from the host: quick on loopback, gentle on circleci.com
+        jobs = watch(self.client, pipeline_id, view=view, timeout=timeout)  # type: ignore[arg-type]
         pipeline = self.client.get_pipeline(pipeline_id)
         workflow_id = str(jobs["workflow_id"].iloc[0]) if len(jobs) else None
         return PipelineRun(

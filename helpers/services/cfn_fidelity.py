@@ -916,12 +916,8 @@ def _roll_back(stack: Any, failed: str, failed_type: str) -> None:
     emit(stack, "DELETE_COMPLETE", logical_id=failed, physical_id="", resource_type=failed_type)
     stack.resource_map._parsed_resources.pop(failed, None)
     try:
-        for logical_id in reversed(_live_resources(stack)):
-            _delete_resource(stack, logical_id)
-    except _DeleteFailed as exc:
-        stack.status = "ROLLBACK_FAILED"
-        stack.status_reason = f"The following resource(s) failed to delete: [{exc.logical_id}]. "
-        emit(stack, "ROLLBACK_FAILED", stack.status_reason)
+        _delete_live_resources(stack, failed_status="ROLLBACK_FAILED")
+    except _DeleteFailed:
         return
     stack.status = "ROLLBACK_COMPLETE"
     stack.status_reason = None
@@ -932,17 +928,23 @@ def delete_stack_resources(self: Any) -> None:
     """Replaces ``Stack.delete``: reverse creation order, DELETE_* per resource."""
     self.status = "DELETE_IN_PROGRESS"
     emit(self, "DELETE_IN_PROGRESS", "User Initiated")
-    try:
-        for logical_id in reversed(_live_resources(self)):
-            _delete_resource(self, logical_id)
-    except _DeleteFailed as exc:
-        self.status = "DELETE_FAILED"
-        self.status_reason = f"The following resource(s) failed to delete: [{exc.logical_id}]. "
-        emit(self, "DELETE_FAILED", self.status_reason)
-        raise
+    _delete_live_resources(self, failed_status="DELETE_FAILED")
     self.status = "DELETE_COMPLETE"
     self.status_reason = None
     self.deletion_time = emit(self, "DELETE_COMPLETE").timestamp
+
+
+def _delete_live_resources(stack: Any, *, failed_status: str) -> None:
+    """Delete what the stack holds in reverse creation order, as a delete and a rollback do;
+    when a resource cannot go, the stack ends in ``failed_status`` naming it, and this re-raises."""
+    try:
+        for logical_id in reversed(_live_resources(stack)):
+            _delete_resource(stack, logical_id)
+    except _DeleteFailed as exc:
+        stack.status = failed_status
+        stack.status_reason = f"The following resource(s) failed to delete: [{exc.logical_id}]. "
+        emit(stack, failed_status, stack.status_reason)
+        raise
 
 
 # --- backend operations ------------------------------------------------------------------------
